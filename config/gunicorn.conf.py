@@ -1,0 +1,29 @@
+"""gunicorn settings for `web: gunicorn --config config/gunicorn.conf.py wsgi:app`.
+
+Sized for a 2-core machine: one worker process per core plus one, a few threads each (the
+request path waits on PostgreSQL and Redis, not on the CPU). Every value can be overridden
+from the environment (WEB_CONCURRENCY, WEB_THREADS, PORT).
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+max_requests = 10000
+max_requests_jitter = 1000
+accesslog = None  # request logging is the app's (no personal data in it)
+preload_app = True
+
+
+def post_fork(server, worker):
+    """Each worker opens its own database connections: drop the pool inherited from the master."""
+    import wsgi
+    from leadsvc.extensions import db
+
+    db.engine(wsgi.app).dispose(close=False)

@@ -1,0 +1,1 @@
+"""leadsvc: the service behind the "Stay In the Loop" newsletter form."""

@@ -1,0 +1,69 @@
+"""The application factory. `create_app` reads like a table of contents."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from leadsvc import request_context
+from leadsvc.errors import register_error_handlers
+from leadsvc.extensions import api, db
+from leadsvc.settings import Settings
+from leadsvc.signups.email_address import EmailChecker
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from `settings` (default: the environment)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    configure(app, settings)
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        LEADSVC_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=16 * 1024,
+        JSON_SORT_KEYS=False,
+        API_TITLE="leadsvc",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    logging.basicConfig(level=settings.log_level)
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count,
+            x_host=settings.proxy_count,
+        )  # fmt: skip
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    db.init_app(app, settings.database_url)
+    api.init_app(app)
+    app.extensions["leadsvc.email_checker"] = EmailChecker(
+        check_deliverability=settings.email_check_deliverability,
+        dns_timeout=settings.email_dns_timeout,
+    )
+    request_context.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from leadsvc.signups.views import api_blp, pages
+
+    api.register_blueprint(api_blp)
+    app.register_blueprint(pages)
+
+
+def register_commands(app: Flask) -> None:
+    from leadsvc.cli import register_commands as add_commands
+
+    add_commands(app)

@@ -1,0 +1,106 @@
+"""The `leadsvc` command: a Flask CLI group (serve, db, zips; later issues add more)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+
+from leadsvc.settings import SettingsError
+
+
+def _create_app():
+    from leadsvc.app import create_app
+
+    try:
+        return create_app()
+    except SettingsError as error:
+        click.echo(f"leadsvc: configuration error: {error}", err=True)
+        sys.exit(2)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@with_appcontext
+def serve_command(host: str, port: int) -> None:
+    """Migrate the database, load reference data, and serve the form and the API."""
+    from werkzeug.serving import make_server
+
+    from leadsvc.release import prepare_database
+
+    app = current_app._get_current_object()
+    settings = app.config["LEADSVC_SETTINGS"]
+    report = prepare_database(app)
+    server = make_server(host, port, app, threaded=True)
+    database = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
+    click.echo(
+        f"leadsvc: {database}, {report.zip_codes} ZIP codes; "
+        f"the form is at http://{host}:{server.server_port}/ (Ctrl-C stops)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade_command() -> None:
+    """Run the migrations to head and load the ZIP directory if it is empty."""
+    from leadsvc.release import prepare_database
+
+    report = prepare_database(current_app._get_current_object())
+    click.echo(f"database at head; {report.zip_codes} ZIP codes in the directory")
+
+
+@click.group("zips")
+def zips_group() -> None:
+    """The US ZIP directory."""
+
+
+@zips_group.command("load")
+@click.option(
+    "--source",
+    type=click.Choice(["offline", "geonames"]),
+    default=None,
+    help="Which pgeocode source to try first (default: the ZIP_SOURCE setting).",
+)
+@with_appcontext
+def zips_load_command(source: str | None) -> None:
+    """Reload the ZIP directory from pgeocode (offline `zipcodes` data or GeoNames)."""
+    from leadsvc.extensions import db
+    from leadsvc.geo.directory import store_zip_directory
+    from leadsvc.geo.source import read_zip_rows
+
+    settings = current_app.config["LEADSVC_SETTINGS"]
+    rows = read_zip_rows(settings.zip_data_dir, source or settings.zip_source)
+    with db.sessionmaker()() as session:
+        count = store_zip_directory(session, rows)
+        session.commit()
+    click.echo(f"{count} ZIP codes loaded")
+
+
+def register_commands(app) -> None:
+    for command in (serve_command, db_group, zips_group):
+        app.cli.add_command(command)
+
+
+main = FlaskGroup(
+    name="leadsvc",
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    help="leadsvc: the service behind the 'Stay In the Loop' newsletter form.",
+)
+main.add_command(shell_command)
+main.add_command(routes_command)

@@ -1,0 +1,106 @@
+"""One error shape for the API (`{"code", "status", "message", "errors"}`), pages for the rest.
+
+No reply ever carries a trace: an unexpected failure is logged (without personal data; the
+engine hides statement parameters) and answered with the form's own failure message.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from flask import Flask, jsonify, render_template, request
+from flask_smorest import Api
+from marshmallow import Schema, fields
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+#: The form's own words for anything that is not the person's fault.
+FAILURE_MESSAGE = "Sorry about this. Something went wrong, please come back and try again later."
+FIELD_ERRORS_MESSAGE = "Please check the fields marked below."
+
+
+def first_messages(errors):
+    """marshmallow gives lists per field; a form shows one message per field."""
+    if isinstance(errors, list):
+        return errors[0] if errors and isinstance(errors[0], str) else errors
+    if isinstance(errors, dict):
+        return {str(key): first_messages(value) for key, value in errors.items()}
+    return errors
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def error_reply(status: int, message: str, errors: dict | None = None, headers=None):
+    """The reply for an error: JSON under /api, a page elsewhere."""
+    name = _status_name(status)
+    if _wants_json():
+        body = {"code": status, "status": name, "message": message}
+        if errors:
+            body["errors"] = errors
+        response = jsonify(body)
+    else:
+        response = render_template("error.html", status=status, message=message)
+    return response, status, headers or {}
+
+
+def _status_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class ErrorSchema(Schema):
+    """The one error shape of the API."""
+
+    code = fields.Integer(metadata={"example": 422})
+    status = fields.String(metadata={"example": "Unprocessable Entity"})
+    message = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "Field errors, keyed by field, in the form's own words"},
+    )
+
+
+class LeadsvcApi(Api):
+    """flask-smorest's Api with errors keyed by field (not by location) and pages for non-API."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        if isinstance(error, InternalServerError):
+            return _unexpected(getattr(error, "original_exception", None) or error)
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        if isinstance(errors, dict) and set(errors) <= {"json", "form", "query", "path"}:
+            merged = {}
+            for location_errors in errors.values():
+                merged.update(location_errors)
+            errors = merged
+        errors = first_messages(errors) if errors else None
+        message = data.get("message")
+        if message is None:
+            message = FIELD_ERRORS_MESSAGE if error.code == 422 else error.description
+        return error_reply(error.code or 500, message, errors, data.get("headers"))
+
+
+def _database_error(error: DBAPIError):
+    if isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated:
+        log.warning("database unavailable: %s", type(error.orig).__name__)
+        return error_reply(ServiceUnavailable.code, FAILURE_MESSAGE, headers={"Retry-After": "5"})
+    return _unexpected(error)
+
+
+def _unexpected(error: BaseException):
+    log.error("unexpected failure: %s", type(error).__name__, exc_info=error)
+    return error_reply(InternalServerError.code, FAILURE_MESSAGE)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(Exception, _unexpected)

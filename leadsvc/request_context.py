@@ -1,0 +1,41 @@
+"""Per-request identity: a request id (accepted from `X-Request-ID` or generated) and the client."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, g, request
+
+from leadsvc.consent.service import ConsentContext
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _assign_request_id() -> None:
+    offered = request.headers.get("X-Request-ID", "")
+    g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _echo_request_id(response):
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def consent_context(source_url: str | None) -> ConsentContext:
+    """How this request gave consent (client address after ProxyFix, browser, page, request id)."""
+    user_agent = request.headers.get("User-Agent")
+    page = source_url or request.referrer
+    return ConsentContext(
+        ip=request.remote_addr,
+        user_agent=user_agent[:512] if user_agent else None,
+        source_url=page[:2048] if page else None,
+        request_id=g.get("request_id"),
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)

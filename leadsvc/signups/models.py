@@ -1,0 +1,38 @@
+"""The lead: one row per person, keyed by the normalised email without regard to letter case."""
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadsvc.db import Base, BigId, Json, UTCDateTime, utcnow
+
+
+class Lead(Base):
+    """A person who signed up. A repeat signup updates this row; consent history is elsewhere."""
+
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: The address as email-validator normalised it (domain lower-cased, IDN in Unicode form).
+    email: Mapped[str] = mapped_column(sa.String(254))
+    #: `email` lower-cased: the identity of the person (dots and +tags kept as typed).
+    email_key: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    #: The address exactly as typed, less surrounding spaces.
+    email_as_typed: Mapped[str] = mapped_column(sa.String(320))
+    first_name: Mapped[str] = mapped_column(sa.String(50))
+    last_name: Mapped[str] = mapped_column(sa.String(50))
+    zip5: Mapped[str] = mapped_column(sa.String(5))
+    zip4: Mapped[str | None] = mapped_column(sa.String(4))
+    source: Mapped[str | None] = mapped_column(sa.String(2048))
+    utm: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    interests: Mapped[list[str] | None] = mapped_column(Json)
+    #: given | confirmed | withdrawn; the consent events table holds the proof.
+    consent_status: Mapped[str] = mapped_column(sa.String(16))
+    consent_text_version: Mapped[int] = mapped_column(
+        sa.ForeignKey("consent_texts.version")
+    )
+    signup_count: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,112 @@
+"""Capturing a signup: one transaction that upserts the lead and appends its consent event.
+
+Plain Python over a session, shared by the JSON API, the HTML form and (later) jobs and the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from leadsvc.consent.models import ConsentText
+from leadsvc.consent.service import ConsentContext, record_consent
+from leadsvc.db import utcnow
+from leadsvc.geo.directory import ZipInput
+from leadsvc.signups.email_address import CheckedEmail
+from leadsvc.signups.models import Lead
+
+log = logging.getLogger(__name__)
+
+#: Columns a repeat signup overwrites; everything else (id, created_at) stays.
+_REFRESHED_ON_REPEAT = (
+    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "source", "utm",
+    "interests", "consent_status", "consent_text_version", "updated_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A validated signup, as `SignupSchema` loads it."""
+
+    first_name: str
+    last_name: str
+    email: CheckedEmail
+    zip: ZipInput
+    source: str | None = None
+    utm: dict[str, str] | None = None
+    interests: list[str] | None = None
+    consent_text_version: int | None = None
+
+    @classmethod
+    def from_loaded(cls, data: dict[str, Any]) -> Signup:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class SignupResult:
+    lead_id: int
+    suggestion: str | None
+
+
+def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
+    """Insert the lead or refresh the existing one with the same email key, in one statement."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Lead).values(**values)
+    refreshed = {name: statement.excluded[name] for name in _REFRESHED_ON_REPEAT}
+    refreshed["signup_count"] = Lead.signup_count + 1
+    statement = statement.on_conflict_do_update(
+        index_elements=[Lead.email_key], set_=refreshed
+    ).returning(Lead.id)
+    return session.execute(statement).scalar_one()
+
+
+def _consent_text_version(session: Session, shown: int | None) -> int:
+    if shown is not None:
+        return shown
+    version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
+    if version is None:
+        raise LookupError("no active consent text: run `leadsvc db upgrade`")
+    return version
+
+
+def capture_signup(session: Session, signup: Signup, context: ConsentContext) -> SignupResult:
+    """Store the lead and its consent event, and commit. The same outcome for new or known emails."""
+    text_version = _consent_text_version(session, signup.consent_text_version)
+    now = utcnow()
+    lead_id = _upsert_lead(
+        session,
+        {
+            "email": signup.email.normalized,
+            "email_key": signup.email.key,
+            "email_as_typed": signup.email.as_typed,
+            "first_name": signup.first_name,
+            "last_name": signup.last_name,
+            "zip5": signup.zip.zip5,
+            "zip4": signup.zip.zip4,
+            "source": signup.source,
+            "utm": signup.utm,
+            "interests": signup.interests,
+            "consent_status": "given",
+            "consent_text_version": text_version,
+            "signup_count": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    record_consent(
+        session,
+        lead_id=lead_id,
+        subject=signup.email.normalized,
+        event_type="given",
+        text_version=text_version,
+        context=context,
+    )
+    session.commit()
+    log.info("signup stored", extra={"lead_id": lead_id, "zip5": signup.zip.zip5})
+    return SignupResult(lead_id=lead_id, suggestion=signup.email.suggestion)
