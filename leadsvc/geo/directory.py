@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from leadsvc.geo.models import ZipCode
 
-ZIP_PATTERN = re.compile(r"^(\d{5})(?:[- ](\d{4}))?$")
+ZIP_PATTERN = re.compile(r"^(\d{5})(?:[- ](\d{4}))?$", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

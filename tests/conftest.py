@@ -1,0 +1,192 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), the app, its client, a live server.
+
+Every database test runs on both backends (`database_url` is parametrised). PostgreSQL gets one
+fresh database per test session, migrated once; each test starts from a clean copy of its data.
+When PostgreSQL is unreachable the PostgreSQL half fails in CI (CI=true) and is skipped, with the
+reason shown, on a developer machine without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from leadsvc.app import create_app
+from leadsvc.db import Base, create_db_engine, upgrade_schema
+from leadsvc.extensions import db
+from leadsvc.geo.directory import ZipDirectory, store_zip_directory
+from leadsvc.geo.source import read_zip_rows
+from leadsvc.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+#: Tables whose rows are reference data loaded once per test session.
+REFERENCE_TABLES = {"zip_codes", "alembic_version", "consent_texts"}
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+def service_unreachable(what: str, error: BaseException):
+    """Fail in CI; skip (with the reason) on a developer machine that lacks the service."""
+    message = f"{what} is unreachable: {type(error).__name__}: {error}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def zip_rows(tmp_path_factory):
+    """Every US ZIP, read once through pgeocode from the offline source."""
+    return read_zip_rows(tmp_path_factory.mktemp("pgeocode"))
+
+
+@pytest.fixture(scope="session")
+def shared_zip_directory(zip_rows) -> ZipDirectory:
+    """The in-memory directory the apps under test share (each would load the same rows)."""
+    from leadsvc.geo.directory import ZipPlace
+
+    return ZipDirectory(
+        {r.zip5: ZipPlace(r.city, r.state, r.latitude, r.longitude) for r in zip_rows}
+    )
+
+
+def _migrate_and_load(url: str, zip_rows) -> None:
+    engine = create_db_engine(url)
+    try:
+        upgrade_schema(engine)
+        with Session(engine) as session:
+            store_zip_directory(session, zip_rows)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory, zip_rows) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "leadsvc.db"
+    _migrate_and_load(f"sqlite:///{path}", zip_rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the real PostgreSQL, checked once."""
+    engine = create_db_engine(POSTGRES_ADMIN_URL)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        service_unreachable("PostgreSQL at " + POSTGRES_ADMIN_URL, error)
+    finally:
+        engine.dispose()
+    return POSTGRES_ADMIN_URL
+
+
+def create_postgres_database(admin_url: str) -> str:
+    """A new, empty database on the test server; returns its URL."""
+    name = f"leadsvc_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (for migration tests)."""
+    url = create_postgres_database(postgres_server)
+    yield url
+    drop_postgres_database(postgres_server, url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server, zip_rows) -> Iterator[str]:
+    url = create_postgres_database(postgres_server)
+    _migrate_and_load(url, zip_rows)
+    yield url
+    drop_postgres_database(postgres_server, url)
+
+
+def reset_postgres(url: str) -> None:
+    """Empty every table but the reference data; restore consent text version 1 as active."""
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in REFERENCE_TABLES]
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        # Consent events refuse TRUNCATE by trigger; a test reset is the one place that may.
+        connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        connection.execute(sa.text("DELETE FROM consent_texts WHERE version > 1"))
+        connection.execute(sa.text("UPDATE consent_texts SET active = (version = 1)"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A migrated database with the ZIP directory loaded and no leads, on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "leadsvc.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        instance_path=tmp_path / "instance",
+    )
+
+
+@pytest.fixture
+def app(settings, shared_zip_directory):
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    app.extensions["leadsvc.zip_directory"] = shared_zip_directory
+    yield app
+    db.engine(app).dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app):
+    """A session on the app's database, for looking at what a request stored."""
+    with db.sessionmaker(app)() as session:
+        yield session
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:
+    """The app served over real HTTP on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)

@@ -1,0 +1,144 @@
+"""The `leadsvc` command and the production entry point, run as an operator would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET_KEY
+from tests.factories import valid_signup
+
+ROOT = Path(__file__).resolve().parent.parent
+LEADSVC = shutil.which("leadsvc") or str(Path(sys.executable).parent / "leadsvc")
+SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "INSTANCE_PATH", "REDIS_URL", "SMTP_URL")
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env.update(settings)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def post_json(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.mark.slow
+def test_serve_with_no_settings_runs_the_embedded_default(tmp_path):
+    """`leadsvc serve` alone: migrates a SQLite file under instance/, loads ZIPs, serves the form."""
+    port = free_port()
+    process = subprocess.Popen(
+        [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_serving(process, f"http://127.0.0.1:{port}/")
+        status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups", valid_signup())
+        assert status == 202 and body["status"] == "received"
+    finally:
+        stop(process)
+    database = tmp_path / "instance" / "leadsvc.db"
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT email, zip5 FROM leads").fetchall() == [
+            ("jane.doe@example.com", "10001")
+        ]
+        assert connection.execute("SELECT count(*) FROM zip_codes").fetchone()[0] > 41_000
+    assert (tmp_path / "instance" / "secret_key").exists()
+
+
+@pytest.mark.slow
+def test_db_upgrade_on_postgresql(fresh_postgres_url, tmp_path):
+    env = clean_env(DATABASE_URL=fresh_postgres_url, SECRET_KEY=TEST_SECRET_KEY,
+                    INSTANCE_PATH=str(tmp_path))  # fmt: skip
+    first = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "database at head" in first.stdout
+    count = int(first.stdout.split(";")[1].split()[0])
+    assert count > 41_000
+    again = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert again.returncode == 0 and f"{count} ZIP codes" in again.stdout
+
+
+def test_missing_secret_key_stops_the_start_with_a_clear_message(tmp_path):
+    env = clean_env(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1/test",
+                    INSTANCE_PATH=str(tmp_path))  # fmt: skip
+    result = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "SECRET_KEY is required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
+    """The Procfile's `web` process: gunicorn with config/gunicorn.conf.py and wsgi:app."""
+    from tests.conftest import reset_postgres
+
+    reset_postgres(postgres_url)
+    port = free_port()
+    env = clean_env(DATABASE_URL=postgres_url, SECRET_KEY=TEST_SECRET_KEY, INSTANCE_PATH=str(tmp_path),
+                    PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2")  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until_serving(process, f"http://127.0.0.1:{port}/")
+        for n in range(4):
+            status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups",
+                                     valid_signup(email=f"person{n}@example.com"))  # fmt: skip
+            assert status == 202, body
+    finally:
+        stop(process)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM leads")).scalar_one() == 4
+    engine.dispose()
