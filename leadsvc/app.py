@@ -47,6 +47,8 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
+    import leadsvc.models  # noqa: F401  (every mapper configured before the first request)
+
     db.init_app(app, settings.database_url)
     api.init_app(app)
     app.extensions["leadsvc.email_checker"] = EmailChecker(
@@ -57,9 +59,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from leadsvc.geo.views import blp as zips_blp
     from leadsvc.signups.views import api_blp, pages
 
     api.register_blueprint(api_blp)
+    api.register_blueprint(zips_blp)
     app.register_blueprint(pages)
 
 

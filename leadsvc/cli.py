@@ -37,7 +37,8 @@ def serve_command(host: str, port: int) -> None:
     server = make_server(host, port, app, threaded=True)
     database = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
     click.echo(
-        f"leadsvc: {database}, {report.zip_codes} ZIP codes; "
+        f"leadsvc: {database}, {report.zip_codes} ZIP codes, {report.dealers} dealers"
+        f"{' (demo directory loaded)' if report.demo_dealers_loaded else ''}; "
         f"the form is at http://{host}:{server.server_port}/ (Ctrl-C stops)"
     )
     try:
@@ -60,7 +61,10 @@ def db_upgrade_command() -> None:
     from leadsvc.release import prepare_database
 
     report = prepare_database(current_app._get_current_object())
-    click.echo(f"database at head; {report.zip_codes} ZIP codes in the directory")
+    click.echo(
+        f"database at head; {report.zip_codes} ZIP codes in the directory; "
+        f"{report.dealers} dealers"
+    )
 
 
 @click.group("zips")
@@ -91,7 +95,9 @@ def zips_load_command(source: str | None) -> None:
 
 
 def register_commands(app) -> None:
-    for command in (serve_command, db_group, zips_group):
+    from leadsvc.dealers.commands import COMMANDS as DEALER_COMMANDS
+
+    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS):
         app.cli.add_command(command)
 
 
@@ -103,4 +109,4 @@ main = FlaskGroup(
     help="leadsvc: the service behind the 'Stay In the Loop' newsletter form.",
 )
 main.add_command(shell_command)
-main.add_command(routes_command)
+main.add_command(routes_command, "urls")  # `routes` is the ZIP routing table

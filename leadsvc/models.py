@@ -2,7 +2,11 @@
 
 from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.db import Base
+from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.models import ZipCode
 from leadsvc.signups.models import Lead
 
-__all__ = ["Base", "ConsentEvent", "ConsentText", "Lead", "ZipCode"]
+__all__ = [
+    "Base", "ConsentEvent", "ConsentText", "Dealer", "Lead", "LeadMove", "RoutingVersion",
+    "Territory", "ZipCode", "ZipRoute",
+]

@@ -13,3 +13,22 @@ def valid_signup(**overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+DEALER_HEADER = (
+    "code,name,street,city,state,zip,phone,lead_email,webhook_url,webhook_secret,latitude,longitude"
+)
+
+
+def dealer_line(code: str, zip5: str = "10001", *, state: str = "NY", latitude="", longitude="",
+                webhook_url="", webhook_secret="", name: str | None = None) -> str:  # fmt: skip
+    """One CSV line of the dealer import format."""
+    return ",".join([
+        code, name or f"MINI {code}", "1 Main Street", "Town", state, zip5, "(800) 555-0100",
+        f"leads-{code.lower()}@example.com", webhook_url, webhook_secret, str(latitude),
+        str(longitude),
+    ])  # fmt: skip
+
+
+def dealer_csv(*lines: str) -> str:
+    return "\n".join([DEALER_HEADER, *lines]) + "\n"

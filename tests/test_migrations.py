@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import leadsvc.models  # noqa: F401
 from leadsvc.db import Base, create_db_engine, downgrade_schema, upgrade_schema
 
 NOTICE = (
@@ -61,4 +62,4 @@ def test_upgrade_is_a_no_op_at_head(empty_database):
     upgrade_schema(empty_database)
     with empty_database.connect() as connection:
         head = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert head == "0002"
+    assert head == "0003"

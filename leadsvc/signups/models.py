@@ -34,5 +34,13 @@ class Lead(Base):
         sa.ForeignKey("consent_texts.version")
     )
     signup_count: Mapped[int] = mapped_column(sa.Integer, default=1)
+    #: Routing: the dealer that gets this lead (None: the unassigned pool), how far, and why.
+    dealer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dealers.id"), index=True)
+    distance_km: Mapped[float | None] = mapped_column(sa.Float)
+    #: territory | nearest | unassigned
+    routing_reason: Mapped[str] = mapped_column(sa.String(16), default="unassigned")
+    routing_version: Mapped[int | None] = mapped_column(sa.Integer)
+    #: When the dealer acknowledged the lead; acknowledged leads are never moved.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

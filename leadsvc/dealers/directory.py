@@ -1,0 +1,310 @@
+"""The dealer directory: CSV import (upsert by code), territory assignment, deactivation.
+
+Each change rebuilds the routing table in the same transaction, so routing never lags the
+directory. Imports are all-or-nothing unless `partial=True`: with any invalid row, nothing changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadsvc.db import utcnow
+from leadsvc.dealers.models import Dealer, Territory
+from leadsvc.dealers.routing import RebuildReport, rebuild_routes, reroute_unacknowledged
+from leadsvc.geo.directory import parse_zip
+from leadsvc.geo.models import ZipCode
+from leadsvc.geo.source import STATE_NAMES
+from leadsvc.signups.email_address import EmailChecker, InvalidEmail
+
+DEALER_COLUMNS = (
+    "code", "name", "street", "city", "state", "zip", "phone", "lead_email",
+    "webhook_url", "webhook_secret", "latitude", "longitude",
+)  # fmt: skip
+REQUIRED_DEALER_COLUMNS = DEALER_COLUMNS[:8]
+TERRITORY_COLUMNS = ("zip", "dealer_code")
+#: Fields compared to tell "updated" from "unchanged".
+_DEALER_FIELDS = (
+    "name", "street", "city", "state", "zip5", "phone", "lead_email", "webhook_url",
+    "webhook_secret", "latitude", "longitude", "coordinates_from",
+)  # fmt: skip
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
+_PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
+
+Progress = Callable[[int], None]
+
+
+class ImportFileError(ValueError):
+    """The file itself is unusable (header, encoding); no row was looked at."""
+
+
+@dataclass
+class RowOutcome:
+    line: int
+    key: str
+    action: str  # created | updated | unchanged | assigned | rejected
+    reason: str | None = None
+
+
+@dataclass
+class ImportReport:
+    rows: list[RowOutcome] = field(default_factory=list)
+    applied: bool = False
+    routes: RebuildReport | None = None
+
+    def count(self, action: str) -> int:
+        return sum(1 for row in self.rows if row.action == action)
+
+    @property
+    def rejected(self) -> list[RowOutcome]:
+        return [row for row in self.rows if row.action == "rejected"]
+
+
+def _read_csv(text: str, required: tuple[str, ...], allowed: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs; lines starting with # are comments; header checked first."""
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    for fields in reader:
+        if not fields or (fields[0].startswith("#")) or not any(f.strip() for f in fields):
+            continue
+        if header is None:
+            header = [name.strip().lower() for name in fields]
+            unknown = [name for name in header if name not in allowed]
+            missing = [name for name in required if name not in header]
+            if unknown:
+                raise ImportFileError(f"line {reader.line_num}: unknown column(s): {', '.join(unknown)}")
+            if missing:
+                raise ImportFileError(f"line {reader.line_num}: missing column(s): {', '.join(missing)}")
+            if len(set(header)) != len(header):
+                raise ImportFileError(f"line {reader.line_num}: a column is named twice")
+            continue
+        if len(fields) != len(header):
+            yield reader.line_num, {"__error__": f"{len(fields)} values for {len(header)} columns"}
+            continue
+        yield reader.line_num, {name: value.strip() for name, value in zip(header, fields)}
+    if header is None:
+        raise ImportFileError("the file is empty: expected a header row")
+
+
+def decode_csv(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ImportFileError(f"the file is not UTF-8 (byte {error.start})") from None
+
+
+def _coordinate(raw: str, low: float, high: float, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} {raw} is out of range")
+    return value
+
+
+def _validate_dealer(row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker) -> dict[str, Any]:
+    """The dealer's column values, or ValueError with the reason."""
+    if "__error__" in row:
+        raise ValueError(row["__error__"])
+    code = row.get("code", "").upper()
+    if not code:
+        raise ValueError("missing code")
+    if not _CODE.match(code):
+        raise ValueError(f"code {code!r} must be 2-16 letters, digits, - or _")
+    for name, limit in (("name", 120), ("street", 200), ("city", 100)):
+        if not row.get(name):
+            raise ValueError(f"missing {name}")
+        if len(row[name]) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
+    state = row.get("state", "").upper()
+    if state not in STATE_NAMES:
+        raise ValueError(f"state {row.get('state')!r} is not a US state code")
+    zip_input = parse_zip(row.get("zip", ""))
+    if zip_input is None or zip_input.zip5 not in centres:
+        raise ValueError(f"ZIP {row.get('zip')!r} is not a US ZIP code")
+    phone = row.get("phone", "")
+    if not _PHONE.match(phone) or sum(ch.isdigit() for ch in phone) < 10:
+        raise ValueError(f"phone {phone!r} is not a phone number")
+    try:
+        lead_email = emails.check(row.get("lead_email", "")).normalized
+    except InvalidEmail:
+        raise ValueError(f"lead_email {row.get('lead_email')!r} is not a valid email address") from None
+    webhook_url = row.get("webhook_url") or None
+    webhook_secret = row.get("webhook_secret") or None
+    if webhook_url:
+        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
+            raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
+        if not webhook_secret or len(webhook_secret) < 16:
+            raise ValueError("webhook_secret of at least 16 characters is required with webhook_url")
+    elif webhook_secret:
+        raise ValueError("webhook_secret given without webhook_url")
+    lat_raw, lon_raw = row.get("latitude", ""), row.get("longitude", "")
+    if bool(lat_raw) != bool(lon_raw):
+        raise ValueError("give both latitude and longitude, or neither")
+    if lat_raw:
+        latitude = _coordinate(lat_raw, -90, 90, "latitude")
+        longitude = _coordinate(lon_raw, -180, 180, "longitude")
+        coordinates_from = "explicit"
+    else:
+        latitude, longitude = centres[zip_input.zip5]
+        if latitude is None:
+            raise ValueError(f"ZIP {zip_input.zip5} has no map position: give latitude and longitude")
+        coordinates_from = "zip"
+    return {
+        "code": code, "name": row["name"], "street": row["street"], "city": row["city"],
+        "state": state, "zip5": zip_input.zip5, "phone": phone, "lead_email": lead_email,
+        "webhook_url": webhook_url, "webhook_secret": webhook_secret, "latitude": latitude,
+        "longitude": longitude, "coordinates_from": coordinates_from,
+    }  # fmt: skip
+
+
+def _zip_centres(session: Session, raw_zips: Iterable[str]) -> dict[str, tuple]:
+    wanted = {z.zip5 for z in map(parse_zip, raw_zips) if z is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude).where(ZipCode.zip5.in_(wanted))
+    )
+    return {zip5: (lat, lon) for zip5, lat, lon in rows}
+
+
+def import_dealers(session: Session, text: str, *, partial: bool = False,
+                   progress: Progress | None = None) -> ImportReport:  # fmt: skip
+    """Upsert dealers by code from CSV text; commit only if every row is valid (or `partial`)."""
+    rows = list(_read_csv(text, REQUIRED_DEALER_COLUMNS, DEALER_COLUMNS))
+    centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
+    emails = EmailChecker()
+    report = ImportReport()
+    valid: list[tuple[RowOutcome, dict[str, Any]]] = []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        key = row.get("code", "").upper()
+        try:
+            values = _validate_dealer(row, centres, emails)
+            if values["code"] in first_line:
+                raise ValueError(f"duplicate code {values['code']} (first on line {first_line[values['code']]})")
+            first_line[values["code"]] = line
+        except ValueError as error:
+            report.rows.append(RowOutcome(line, key, "rejected", str(error)))
+        else:
+            outcome = RowOutcome(line, values["code"], "pending")
+            report.rows.append(outcome)
+            valid.append((outcome, values))
+        if progress:
+            progress(1)
+    if report.rejected and not partial:
+        for outcome, _ in valid:
+            outcome.action = "not applied"
+        session.rollback()
+        return report
+
+    existing = {d.code: d for d in session.scalars(sa.select(Dealer).where(Dealer.code.in_(first_line)))}
+    now = utcnow()
+    for outcome, values in valid:
+        dealer = existing.get(values["code"])
+        if dealer is None:
+            session.add(Dealer(**values, active=True, created_at=now, updated_at=now))
+            outcome.action = "created"
+        elif any(getattr(dealer, name) != values[name] for name in _DEALER_FIELDS):
+            for name in _DEALER_FIELDS:
+                setattr(dealer, name, values[name])
+            dealer.updated_at = now
+            outcome.action = "updated"
+        else:
+            outcome.action = "unchanged"
+    if report.count("created") or report.count("updated"):
+        session.flush()
+        report.routes = rebuild_routes(session)
+    session.commit()
+    report.applied = True
+    return report
+
+
+def assign_territories(session: Session, text: str, *, partial: bool = False,
+                       progress: Progress | None = None) -> ImportReport:  # fmt: skip
+    """Assign ZIPs to dealers from CSV (`zip,dealer_code`); an assignment replaces an earlier one."""
+    rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS))
+    centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
+    codes = {row.get("dealer_code", "").upper() for _, row in rows}
+    dealers = dict(session.execute(sa.select(Dealer.code, Dealer.id).where(Dealer.code.in_(codes))).all())
+    report = ImportReport()
+    valid: list[tuple[RowOutcome, str, int]] = []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        zip_input = parse_zip(row.get("zip", ""))
+        code = row.get("dealer_code", "").upper()
+        key = zip_input.zip5 if zip_input else row.get("zip", "")
+        reason = None
+        if "__error__" in row:
+            reason = row["__error__"]
+        elif zip_input is None or zip_input.zip5 not in centres:
+            reason = f"ZIP {row.get('zip')!r} is not a US ZIP code"
+        elif not code:
+            reason = "missing dealer_code"
+        elif code not in dealers:
+            reason = f"no dealer with code {code}"
+        elif zip_input.zip5 in first_line:
+            reason = f"duplicate ZIP {zip_input.zip5} (first on line {first_line[zip_input.zip5]})"
+        if reason:
+            report.rows.append(RowOutcome(line, key, "rejected", reason))
+        else:
+            first_line[zip_input.zip5] = line
+            outcome = RowOutcome(line, f"{zip_input.zip5} -> {code}", "pending")
+            report.rows.append(outcome)
+            valid.append((outcome, zip_input.zip5, dealers[code]))
+        if progress:
+            progress(1)
+    if report.rejected and not partial:
+        for outcome, _, _ in valid:
+            outcome.action = "not applied"
+        session.rollback()
+        return report
+    current = dict(session.execute(
+        sa.select(Territory.zip5, Territory.dealer_id).where(Territory.zip5.in_(first_line))
+    ).all())  # fmt: skip
+    for outcome, zip5, dealer_id in valid:
+        if current.get(zip5) == dealer_id:
+            outcome.action = "unchanged"
+            continue
+        session.merge(Territory(zip5=zip5, dealer_id=dealer_id, assigned_at=utcnow()))
+        outcome.action = "assigned"
+    if report.count("assigned"):
+        session.flush()
+        report.routes = rebuild_routes(session)
+    session.commit()
+    report.applied = True
+    return report
+
+
+@dataclass(frozen=True)
+class DeactivationReport:
+    code: str
+    moved_leads: int
+    routes: RebuildReport
+
+
+def deactivate_dealer(session: Session, code: str) -> DeactivationReport:
+    """Deactivate a dealer, rebuild routing, and move its unacknowledged leads to their new dealer."""
+    dealer = session.scalar(sa.select(Dealer).where(Dealer.code == code.upper()).with_for_update())
+    if dealer is None:
+        raise LookupError(f"no dealer with code {code.upper()}")
+    dealer.active = False
+    dealer.updated_at = utcnow()
+    session.flush()
+    routes = rebuild_routes(session)
+    moved = reroute_unacknowledged(session, dealer.id, "dealer_deactivated")
+    session.commit()
+    return DeactivationReport(dealer.code, moved, routes)
+
+
+def list_dealers(session: Session) -> list[Dealer]:
+    return list(session.scalars(sa.select(Dealer).order_by(Dealer.code)))
