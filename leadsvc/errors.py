@@ -7,6 +7,7 @@ engine hides statement parameters) and answered with the form's own failure mess
 from __future__ import annotations
 
 import logging
+import traceback
 from http import HTTPStatus
 
 from flask import Flask, jsonify, render_template, request
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 #: The form's own words for anything that is not the person's fault.
 FAILURE_MESSAGE = "Sorry about this. Something went wrong, please come back and try again later."
 FIELD_ERRORS_MESSAGE = "Please check the fields marked below."
+#: webargs' words for a body it cannot read, in ours.
+BODY_MESSAGES = {"Invalid JSON body.": "Please send the form as valid JSON."}
 
 
 def first_messages(errors):
@@ -76,14 +79,17 @@ class LeadsvcApi(Api):
         if isinstance(error, InternalServerError):
             return _unexpected(getattr(error, "original_exception", None) or error)
         data = getattr(error, "data", None) or {}
+        message = data.get("message")
         errors = data.get("errors") or data.get("messages")
         if isinstance(errors, dict) and set(errors) <= {"json", "form", "query", "path"}:
             merged = {}
             for location_errors in errors.values():
-                merged.update(location_errors)
+                if isinstance(location_errors, dict):
+                    merged.update(location_errors)
+                elif message is None:  # a whole-body error, such as unparseable JSON
+                    message = BODY_MESSAGES.get(first_messages(location_errors), FAILURE_MESSAGE)
             errors = merged
         errors = first_messages(errors) if errors else None
-        message = data.get("message")
         if message is None:
             message = FIELD_ERRORS_MESSAGE if error.code == 422 else error.description
         return error_reply(error.code or 500, message, errors, data.get("headers"))
@@ -97,7 +103,9 @@ def _database_error(error: DBAPIError):
 
 
 def _unexpected(error: BaseException):
-    log.error("unexpected failure: %s", type(error).__name__, exc_info=error)
+    # The stack, not the exception's message: messages can carry what a person typed.
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unexpected failure: %s\n%s", type(error).__name__, stack)
     return error_reply(InternalServerError.code, FAILURE_MESSAGE)
 
 

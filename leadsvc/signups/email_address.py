@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, caching_resolver, validate_email
 
+from leadsvc.settings import MAX_DNS_TIMEOUT_SECONDS
+
 #: Common mailbox providers in the US. A domain one typo away from one of these (and not itself
 #: a known provider) gets a suggestion; the address is still accepted as typed.
 KNOWN_PROVIDERS = frozenset({
@@ -71,11 +73,17 @@ def suggest_domain(domain: str) -> str | None:
 
 
 class EmailChecker:
-    """Validates addresses; checks DNS deliverability only when configured, with a cache."""
+    """Validates addresses; checks DNS deliverability only when configured, with a cache.
 
-    def __init__(self, check_deliverability: bool = False, dns_timeout: float = 3.0):
+    A DNS check never holds a signup for longer than `MAX_DNS_TIMEOUT_SECONDS`, whatever
+    `dns_timeout` says; a timeout or unreachable name servers let the address through.
+    """
+
+    def __init__(
+        self, check_deliverability: bool = False, dns_timeout: float = MAX_DNS_TIMEOUT_SECONDS
+    ):
         self.check_deliverability = check_deliverability
-        self.dns_timeout = dns_timeout
+        self.dns_timeout = min(float(dns_timeout), MAX_DNS_TIMEOUT_SECONDS)
         self._resolver = None
         self._lock = threading.Lock()
 
@@ -83,7 +91,10 @@ class EmailChecker:
         if self._resolver is None:
             with self._lock:
                 if self._resolver is None:
-                    self._resolver = caching_resolver(timeout=self.dns_timeout)
+                    resolver = caching_resolver(timeout=self.dns_timeout)
+                    # `lifetime` bounds the whole query; bound each server's try the same way.
+                    resolver.timeout = min(resolver.timeout, self.dns_timeout)
+                    self._resolver = resolver
         return self._resolver
 
     def check(self, raw: str) -> CheckedEmail:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
 from leadsvc.extensions import db
 from leadsvc.geo.directory import parse_zip, zip_directory
@@ -19,6 +20,8 @@ INVALID_ZIP = "Please enter a valid Zip code."
 RECEIVED = "We've received your information, so keep an eye out for communications from MINI USA."
 # Our words, in the form's style, where the form has none.
 UNKNOWN_FIELD = "This field is not part of the form."
+NOT_AN_OBJECT = "Please send the form as a JSON object."
+UTM_NOT_AN_OBJECT = "Please give utm values as an object."
 STALE_CONSENT_TEXT = "Please reload the page and try again."
 
 _URL_LIKE = re.compile(
@@ -39,19 +42,39 @@ def has_control_characters(value: str) -> bool:
 
 
 class TrimmedText(fields.String):
-    """A string with surrounding spaces trimmed, bounded, and free of control characters."""
+    """A string with surrounding spaces trimmed, bounded, and free of control characters.
 
-    def __init__(self, *, max_length: int, invalid: str, **kwargs):
+    A value of nothing but spaces, tabs or line breaks is blank. Otherwise control characters are
+    refused anywhere in it, surrounding ones included (a trailing line break is not trimmed away).
+    A missing value is "required"; a blank one is "required" too, unless `blank_is_invalid`
+    (the form answers a blank email or ZIP with its "Please enter a valid ..." message) or
+    `blank_is_absent` (an optional field left blank loads as None).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        invalid: str,
+        blank_is_invalid: bool = False,
+        blank_is_absent: bool = False,
+        **kwargs,
+    ):
         self.max_length = max_length
+        self.blank_is_invalid = blank_is_invalid
+        self.blank_is_absent = blank_is_absent
         messages = {"required": REQUIRED, "null": REQUIRED, "invalid": invalid, "bad": invalid}
         messages.update(kwargs.pop("error_messages", {}))
         super().__init__(error_messages=messages, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        text = raw.strip()
         if not text:
-            raise self.make_error("required")
-        if len(text) > self.max_length or has_control_characters(text):
+            if self.blank_is_absent:
+                return None
+            raise self.make_error("bad" if self.blank_is_invalid else "required")
+        if len(text) > self.max_length or has_control_characters(raw):
             raise self.make_error("bad")
         return text
 
@@ -75,7 +98,9 @@ class EmailAddress(TrimmedText):
     """An address email-validator accepts; loads as a `CheckedEmail`."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_length=320, invalid=INVALID_EMAIL, required=True, **kwargs)
+        super().__init__(
+            max_length=320, invalid=INVALID_EMAIL, blank_is_invalid=True, required=True, **kwargs
+        )
 
     def _deserialize(self, value, attr, data, **kwargs):
         typed = super()._deserialize(value, attr, data, **kwargs)
@@ -90,7 +115,9 @@ class ZipCodeField(TrimmedText):
     """A real US ZIP code (`12345`, `12345-6789`, `12345 6789`); loads as a `ZipInput`."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_length=10, invalid=INVALID_ZIP, required=True, **kwargs)
+        super().__init__(
+            max_length=16, invalid=INVALID_ZIP, blank_is_invalid=True, required=True, **kwargs
+        )
 
     def _deserialize(self, value, attr, data, **kwargs):
         zip_input = parse_zip(super()._deserialize(value, attr, data, **kwargs))
@@ -105,10 +132,18 @@ class SourceField(TrimmedText):
     FORM_ID = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
 
     def __init__(self, **kwargs):
-        super().__init__(max_length=2048, invalid="Please give a page URL or form id.", **kwargs)
+        super().__init__(
+            max_length=2048,
+            invalid="Please give a page URL or form id.",
+            blank_is_absent=True,
+            allow_none=True,
+            **kwargs,
+        )
 
     def _deserialize(self, value, attr, data, **kwargs):
         source = super()._deserialize(value, attr, data, **kwargs)
+        if source is None:
+            return None
         if source.lower().startswith(("http://", "https://")) and " " not in source:
             return source
         if self.FORM_ID.match(source):
@@ -122,19 +157,46 @@ class FormSchema(Schema):
     class Meta:
         ordered = True
 
-    _default_error_messages = {**Schema._default_error_messages, "unknown": UNKNOWN_FIELD}
+    _default_error_messages = {
+        **Schema._default_error_messages,
+        "unknown": UNKNOWN_FIELD,
+        "type": NOT_AN_OBJECT,
+    }
 
 
-def _short_text(max_length: int, label: str) -> TrimmedText:
-    return TrimmedText(max_length=max_length, invalid=f"Please enter a valid {label}.")
+def _short_text(max_length: int, label: str, **kwargs) -> TrimmedText:
+    return TrimmedText(max_length=max_length, invalid=f"Please enter a valid {label}.", **kwargs)
+
+
+def _utm_value(key: str) -> TrimmedText:
+    # A blank UTM value means "no value": the key is dropped rather than refused.
+    return _short_text(200, key, blank_is_absent=True, allow_none=True)
 
 
 class UtmSchema(FormSchema):
-    utm_source = _short_text(200, "utm_source")
-    utm_medium = _short_text(200, "utm_medium")
-    utm_campaign = _short_text(200, "utm_campaign")
-    utm_term = _short_text(200, "utm_term")
-    utm_content = _short_text(200, "utm_content")
+    utm_source = _utm_value("utm_source")
+    utm_medium = _utm_value("utm_medium")
+    utm_campaign = _utm_value("utm_campaign")
+    utm_term = _utm_value("utm_term")
+    utm_content = _utm_value("utm_content")
+
+    @post_load
+    def _drop_blank_values(self, data: dict, **_kwargs) -> dict:
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class UtmField(fields.Nested):
+    """The `utm` object; anything but an object is refused with one message for the field."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            UtmSchema, error_messages={"type": UTM_NOT_AN_OBJECT}, allow_none=True, **kwargs
+        )
+
+    def _deserialize(self, value, attr, data, partial=None, **kwargs):
+        if not isinstance(value, Mapping):
+            raise self.make_error("type")
+        return super()._deserialize(value, attr, data, partial=partial, **kwargs) or None
 
 
 class SignupSchema(FormSchema):
@@ -145,24 +207,26 @@ class SignupSchema(FormSchema):
     email = EmailAddress(metadata={"example": "jane.doe@example.com"})
     zip = ZipCodeField(metadata={"example": "10001"})
     source = SourceField(metadata={"description": "Page URL or form id"})
-    utm = fields.Nested(UtmSchema, error_messages={"type": "Please give utm values as an object."})
+    utm = UtmField()
     interests = fields.List(
-        _short_text(50, "interest"),
+        _short_text(50, "interest", blank_is_invalid=True),
         validate=validate.Length(max=20, error="Please choose at most 20 interests."),
+        allow_none=True,
         error_messages={"invalid": "Please give interests as a list."},
     )
     consent_text_version = fields.Integer(
         strict=True,
+        allow_none=True,
         validate=validate.Range(min=1, max=1_000_000, error=STALE_CONSENT_TEXT),
         error_messages={"invalid": STALE_CONSENT_TEXT},
         metadata={"description": "The consent text version the form showed (default: active)"},
     )
 
     @validates("consent_text_version")
-    def _known_version(self, value: int, data_key: str) -> None:
+    def _known_version(self, value: int | None, data_key: str) -> None:
         from leadsvc.consent.service import text_version_exists
 
-        if not text_version_exists(db.session, value):
+        if value is not None and not text_version_exists(db.session, value):
             raise ValidationError(STALE_CONSENT_TEXT)
 
 

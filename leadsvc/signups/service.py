@@ -76,7 +76,7 @@ def _consent_text_version(session: Session, shown: int | None) -> int:
 
 
 def capture_signup(session: Session, signup: Signup, context: ConsentContext) -> SignupResult:
-    """Store the lead and its consent event, and commit. The same outcome for new or known emails."""
+    """Store the lead and its consent event, and commit; the same for new and known emails."""
     text_version = _consent_text_version(session, signup.consent_text_version)
     now = utcnow()
     lead_id = _upsert_lead(
