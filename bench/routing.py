@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from leadsvc.app import create_app  # noqa: E402
 from leadsvc.dealers.directory import import_dealers  # noqa: E402
-from leadsvc.dealers.routing import rebuild_routes, routing_table  # noqa: E402
+from leadsvc.dealers.route_builder import rebuild_routes  # noqa: E402
+from leadsvc.dealers.routing import routing_table  # noqa: E402
 from leadsvc.extensions import db  # noqa: E402
 from leadsvc.geo.distance import haversine_km  # noqa: E402
 from leadsvc.geo.source import register_pgeocode_source  # noqa: E402

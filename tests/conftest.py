@@ -54,11 +54,7 @@ def zip_rows(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_zip_directory(zip_rows) -> ZipDirectory:
     """The in-memory directory the apps under test share (each would load the same rows)."""
-    from leadsvc.geo.directory import ZipPlace
-
-    return ZipDirectory(
-        {r.zip5: ZipPlace(r.city, r.state, r.latitude, r.longitude) for r in zip_rows}
-    )
+    return ZipDirectory(sorted((r.zip5, r.city, r.state) for r in zip_rows))
 
 
 def _migrate_and_load(url: str, zip_rows) -> None:

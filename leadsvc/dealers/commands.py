@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from leadsvc.dealers import directory
-from leadsvc.dealers.routing import rebuild_routes
+from leadsvc.dealers.route_builder import rebuild_routes
 from leadsvc.extensions import db
 
 

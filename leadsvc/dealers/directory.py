@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
 from leadsvc.dealers.models import Dealer, Territory
-from leadsvc.dealers.routing import RebuildReport, rebuild_routes, reroute_unacknowledged
+from leadsvc.dealers.route_builder import RebuildReport, rebuild_routes, reroute_unacknowledged
 from leadsvc.geo.directory import parse_zip
 from leadsvc.geo.models import ZipCode
 from leadsvc.geo.source import STATE_NAMES

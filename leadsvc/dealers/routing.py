@@ -1,33 +1,29 @@
-"""The ZIP routing table: which dealer gets each US ZIP's leads, precomputed and held in memory.
+"""The routing table on the request path: ZIP -> dealer, in memory, current to a version stamp.
 
-`rebuild_routes` computes, for every ZIP with a centre, the nearest active dealer by great-circle
-distance (vectorised with numpy, in chunks), lets territory overrides win while their dealer is
-active, and stores the result with a new version stamp. The request path asks `routing_table()`,
-which holds the table in memory and reloads it when it sees a newer version (checked at most
-every `REFRESH_SECONDS`), so a rebuild in any process reaches every web worker without a restart.
+`routing_table()` holds the table built by `route_builder.rebuild_routes` in memory and reloads it
+when it sees a newer version (checked at most every `REFRESH_SECONDS`), so a rebuild in any
+process reaches every web worker without a restart. No geocoding, numpy or pandas here.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from array import array
 from dataclasses import dataclass
 
-import numpy as np
 import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from leadsvc.db import utcnow
-from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
-from leadsvc.geo.distance import KM_PER_MILE, haversine_pairs_km, unit_vectors
-from leadsvc.geo.models import ZipCode
-from leadsvc.signups.models import Lead
+from leadsvc.dealers.models import Dealer, RoutingVersion, ZipRoute
+from leadsvc.geo.directory import ZipDirectory, zip_directory
 
 #: How often a process checks for a newer routing version, in seconds.
 REFRESH_SECONDS = 2.0
-#: ZIPs per block of the distance matrix (block x dealers float64 values at a time).
-_CHUNK = 4096
+_NO_DEALER = 0
+_REASONS = ("nearest", "territory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,184 +36,63 @@ class Route:
     distance_miles: float | None
 
 
-@dataclass(frozen=True)
-class RebuildReport:
-    version: int
-    dealers: int
-    routed_zips: int
-    territory_zips: int
-    build_ms: int
-
-
-def _lock_rebuilds(session: Session) -> None:
-    """One rebuild at a time (PostgreSQL advisory lock; SQLite serialises writers anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('leadsvc.routes'))"))
-
-
-def compute_nearest(
-    zip_coords: np.ndarray, dealer_coords: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each ZIP (lat, lon) row, the index of the nearest dealer and the distance in km.
-
-    The nearest dealer on the sphere is the one whose unit vector has the largest dot product
-    with the ZIP's (one matrix product per block); the distance to it is then the haversine.
-    Dealers must be sorted by code: `argmax` keeps the first of equal values, so ties go to the
-    lowest code and the result is deterministic.
-    """
-    zip_vectors, dealer_vectors = unit_vectors(zip_coords), unit_vectors(dealer_coords).T
-    nearest = np.empty(len(zip_coords), dtype=np.int64)
-    for start in range(0, len(zip_coords), _CHUNK):
-        block = zip_vectors[start : start + _CHUNK] @ dealer_vectors
-        nearest[start : start + _CHUNK] = block.argmax(axis=1)
-    return nearest, haversine_pairs_km(zip_coords, dealer_coords[nearest])
-
-
-def _write_routes(session: Session, rows: list[tuple]) -> None:
-    """Replace the stored routes: TRUNCATE and one COPY on PostgreSQL, executemany on SQLite."""
-    connection = session.connection()
-    columns = "zip5, dealer_id, reason, distance_km, distance_miles"
-    cursor = connection.connection.driver_connection.cursor()
-    if connection.dialect.name == "postgresql":
-        cursor.execute("TRUNCATE zip_routes")
-        text = "".join(
-            "\t".join(r"\N" if value is None else str(value) for value in row) + "\n"
-            for row in rows
-        )
-        with cursor.copy(f"COPY zip_routes ({columns}) FROM STDIN") as copy:
-            copy.write(text.encode())
-    else:
-        cursor.execute("DELETE FROM zip_routes")
-        cursor.executemany(f"INSERT INTO zip_routes ({columns}) VALUES (?, ?, ?, ?, ?)", rows)
-
-
-def rebuild_routes(session: Session) -> RebuildReport:
-    """Recompute the routing table from the active dealers and territories (caller commits)."""
-    started = time.perf_counter()
-    _lock_rebuilds(session)
-    dealers = session.execute(
-        sa.select(Dealer.id, Dealer.latitude, Dealer.longitude)
-        .where(Dealer.active)
-        .order_by(Dealer.code)
-    ).all()
-    zips = session.connection().execute(
-        sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude)
-        .where(ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None))
-        .order_by(ZipCode.zip5)
-    ).all()
-    centre = {zip5: (lat, lon) for zip5, lat, lon in zips}
-    routes: dict[str, tuple[int, str, float | None]] = {}
-
-    if dealers:
-        dealer_ids = np.array([d.id for d in dealers])
-        dealer_coords = np.array([(d.latitude, d.longitude) for d in dealers], dtype=np.float64)
-        zip_codes = list(centre)
-        zip_coords = np.array([centre[z] for z in zip_codes], dtype=np.float64).reshape(-1, 2)
-        nearest, distance = compute_nearest(zip_coords, dealer_coords)
-        ids = dealer_ids[nearest].tolist()
-        kms = np.round(distance, 3).tolist()
-        routes = {z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms)}
-
-        by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
-        territories = session.execute(
-            sa.select(Territory.zip5, Territory.dealer_id)
-            .join(Dealer, Dealer.id == Territory.dealer_id)
-            .where(Dealer.active)
-        ).all()
-        for zip5, dealer_id in territories:
-            km = None
-            if zip5 in centre:
-                pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
-                km = round(float(haversine_pairs_km(*pair)[0]), 3)
-            routes[zip5] = (dealer_id, "territory", km)
-
-    version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1
-    _write_routes(
-        session,
-        [
-            (z, d, r, km, None if km is None else round(km / KM_PER_MILE, 3))
-            for z, (d, r, km) in routes.items()
-        ],
-    )
-    territory_zips = sum(1 for _, reason, _ in routes.values() if reason == "territory")
-    build_ms = int((time.perf_counter() - started) * 1000)
-    session.add(
-        RoutingVersion(
-            version=version, dealers=len(dealers), routed_zips=len(routes),
-            territory_zips=territory_zips, build_ms=build_ms,
-        )
-    )  # fmt: skip
-    session.flush()
-    return RebuildReport(version, len(dealers), len(routes), territory_zips, build_ms)
-
-
-def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int:
-    """Move a dealer's not-yet-acknowledged leads to their ZIP's current route; record each move.
-
-    Run after `rebuild_routes` (caller commits). Acknowledged leads stay with their dealer.
-    """
-    version = session.scalar(sa.select(sa.func.max(RoutingVersion.version)))
-    route = sa.select(ZipRoute).where(ZipRoute.zip5 == Lead.zip5).correlate(Lead)
-    pending = (Lead.dealer_id == dealer_id) & Lead.acknowledged_at.is_(None)
-    session.execute(
-        sa.insert(LeadMove).from_select(
-            ["lead_id", "from_dealer_id", "to_dealer_id", "reason", "routing_version", "moved_at"],
-            sa.select(
-                Lead.id,
-                Lead.dealer_id,
-                route.with_only_columns(ZipRoute.dealer_id).scalar_subquery(),
-                sa.literal(reason),
-                sa.literal(version),
-                sa.literal(utcnow(), type_=LeadMove.__table__.c.moved_at.type),
-            ).where(pending),
-        )
-    )
-    return session.execute(
-        sa.update(Lead)
-        .where(pending)
-        .values(
-            dealer_id=route.with_only_columns(ZipRoute.dealer_id).scalar_subquery(),
-            distance_km=route.with_only_columns(ZipRoute.distance_km).scalar_subquery(),
-            routing_reason=sa.func.coalesce(
-                route.with_only_columns(ZipRoute.reason).scalar_subquery(), "unassigned"
-            ),
-            routing_version=version,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+def _optional(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 class RoutingTable:
-    """The routing table in memory: ZIP -> Route, as of one version."""
+    """One version of the routing table, as columns indexed by the ZIP directory's row numbers."""
 
-    def __init__(self, version: int, routes: dict[str, Route]):
+    def __init__(self, version: int, directory: ZipDirectory, dealers: dict[int, tuple[str, str]]):
         self.version = version
-        self._routes = routes
+        self._directory = directory
+        self._dealers = dealers
+        size = len(directory)
+        self._dealer = array("i", bytes(4 * size))  # 0: no dealer
+        self._reason = bytearray(size)
+        self._km = array("d", [math.nan]) * size
+        self._miles = array("d", [math.nan]) * size
+        self._routed = 0
 
     def __len__(self) -> int:
-        return len(self._routes)
+        return self._routed
+
+    def _set(self, zip5: str, dealer_id: int, reason: str, km, miles) -> None:
+        row = self._directory.row_of(zip5)
+        if row is None:  # a route for a ZIP this process does not know: ignore it
+            return
+        self._routed += self._dealer[row] == _NO_DEALER
+        self._dealer[row] = dealer_id
+        self._reason[row] = _REASONS.index(reason)
+        self._km[row] = math.nan if km is None else km
+        self._miles[row] = math.nan if miles is None else miles
 
     def route_for_zip(self, zip5: str) -> Route | None:
         """The dealer that gets this ZIP's leads, or None (the lead goes to the unassigned pool)."""
-        return self._routes.get(zip5)
+        row = self._directory.row_of(zip5)
+        if row is None or self._dealer[row] == _NO_DEALER:
+            return None
+        dealer_id = self._dealer[row]
+        code, name = self._dealers[dealer_id]
+        return Route(dealer_id, code, name, _REASONS[self._reason[row]],
+                     _optional(self._km[row]), _optional(self._miles[row]))  # fmt: skip
 
     @classmethod
-    def from_database(cls, session: Session) -> RoutingTable:
+    def from_database(cls, session: Session, directory: ZipDirectory) -> RoutingTable:
+        # The version first: if a rebuild commits between the two reads, the next check sees a
+        # newer version than the one recorded here and reloads.
         version = session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0
         dealers = {
             dealer_id: (code, name)
-            for dealer_id, code, name in session.execute(
-                sa.select(Dealer.id, Dealer.code, Dealer.name)
-            )
+            for dealer_id, code, name in session.execute(sa.select(Dealer.id, Dealer.code, Dealer.name))
         }
-        routes = {}
-        for zip5, dealer_id, reason, km, miles in session.execute(
+        table = cls(version, directory, dealers)
+        for row in session.connection().execution_options(yield_per=2000).execute(
             sa.select(ZipRoute.zip5, ZipRoute.dealer_id, ZipRoute.reason, ZipRoute.distance_km,
                       ZipRoute.distance_miles)
         ):  # fmt: skip
-            code, name = dealers[dealer_id]
-            routes[zip5] = Route(dealer_id, code, name, reason, km, miles)
-        return cls(version, routes)
+            table._set(*row)
+        return table
 
 
 class _RoutingCache:
@@ -227,6 +102,13 @@ class _RoutingCache:
         self.table: RoutingTable | None = None
         self.checked_at = 0.0
         self.lock = threading.Lock()
+
+    def fresh(self, force_check: bool) -> bool:
+        return (
+            self.table is not None
+            and not force_check
+            and time.monotonic() - self.checked_at < REFRESH_SECONDS
+        )
 
 
 _EXTENSION_KEY = "leadsvc.routing"
@@ -238,15 +120,15 @@ def routing_table(app: Flask | None = None, *, force_check: bool = False) -> Rou
 
     app = app or current_app._get_current_object()
     cache: _RoutingCache = app.extensions.setdefault(_EXTENSION_KEY, _RoutingCache())
-    now = time.monotonic()
-    if cache.table is not None and not force_check and now - cache.checked_at < REFRESH_SECONDS:
+    if cache.fresh(force_check):
         return cache.table
     with cache.lock:
-        if cache.table is not None and not force_check and now - cache.checked_at < REFRESH_SECONDS:
+        if cache.fresh(force_check):
             return cache.table
+        directory = zip_directory(app)
         with db.sessionmaker(app)() as session:
             latest = session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0
             if cache.table is None or cache.table.version != latest:
-                cache.table = RoutingTable.from_database(session)
+                cache.table = RoutingTable.from_database(session, directory)
         cache.checked_at = time.monotonic()
         return cache.table

@@ -7,7 +7,9 @@ the table itself is written by `store_zip_directory` at `leadsvc db upgrade` / `
 from __future__ import annotations
 
 import re
+import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -39,31 +41,45 @@ def parse_zip(raw: str) -> ZipInput | None:
 class ZipPlace:
     city: str
     state: str
-    latitude: float | None
-    longitude: float | None
 
 
 class ZipDirectory:
-    """Every real US ZIP code, in memory."""
+    """Every real US ZIP code, in memory, compactly.
 
-    def __init__(self, places: dict[str, ZipPlace]):
-        self._places = places
+    One dict maps each ZIP to a row number; city and state are lists of interned strings by row.
+    The routing table keeps its columns by the same row numbers, so the web process holds each
+    ZIP string once (about 6 MB for ~42k ZIPs and their routes).
+    """
+
+    def __init__(self, places: Iterable[tuple[str, str, str]]):
+        self._row: dict[str, int] = {}
+        self._city: list[str] = []
+        self._state: list[str] = []
+        for zip5, city, state in places:  # one pass: no full copy of the rows held at once
+            self._row[sys.intern(zip5)] = len(self._city)
+            self._city.append(sys.intern(city))
+            self._state.append(sys.intern(state))
 
     def __len__(self) -> int:
-        return len(self._places)
+        return len(self._row)
 
     def __contains__(self, zip5: str) -> bool:
-        return zip5 in self._places
+        return zip5 in self._row
+
+    def row_of(self, zip5: str) -> int | None:
+        """The ZIP's row number (shared with the routing table), or None if it is not a ZIP."""
+        return self._row.get(zip5)
 
     def lookup(self, zip5: str) -> ZipPlace | None:
-        return self._places.get(zip5)
+        row = self._row.get(zip5)
+        return None if row is None else ZipPlace(self._city[row], self._state[row])
 
     @classmethod
     def from_database(cls, session: Session) -> ZipDirectory:
-        rows = session.execute(
-            sa.select(ZipCode.zip5, ZipCode.city, ZipCode.state, ZipCode.latitude, ZipCode.longitude)
+        result = session.connection().execution_options(yield_per=2000).execute(
+            sa.select(ZipCode.zip5, ZipCode.city, ZipCode.state).order_by(ZipCode.zip5)
         )
-        return cls({zip5: ZipPlace(city, state, lat, lon) for zip5, city, state, lat, lon in rows})
+        return cls(result)
 
 
 _EXTENSION_KEY = "leadsvc.zip_directory"

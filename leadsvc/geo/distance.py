@@ -1,4 +1,7 @@
-"""Great-circle distance, vectorised with numpy (the haversine formula, as pgeocode uses)."""
+"""Great-circle distance, vectorised with numpy (the haversine formula, as pgeocode uses).
+
+Imported by the routing rebuild only; the request path never loads numpy.
+"""
 
 import numpy as np
 

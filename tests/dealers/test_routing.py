@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.dealers import routing
+from leadsvc.geo.directory import ZipDirectory
 from leadsvc.dealers.directory import assign_territories, deactivate_dealer, import_dealers
 from leadsvc.dealers.models import RoutingVersion, ZipRoute
 from tests.factories import dealer_csv, dealer_line
@@ -117,7 +118,7 @@ def test_demo_directory_routes_new_york_to_the_new_york_demo_dealer(session):
 
     report = import_dealers(session, DEMO_DEALERS.read_text())
     assert report.applied and not report.rejected and report.count("created") >= 50
-    table = routing.RoutingTable.from_database(session)
+    table = routing.RoutingTable.from_database(session, ZipDirectory.from_database(session))
     assert table.route_for_zip("10001").dealer_code == "DEMONYC"
     assert table.route_for_zip("94103").dealer_code == "DEMOSFO"
     assert all("(demo)" in d for d in session.scalars(sa.text("SELECT name FROM dealers")))

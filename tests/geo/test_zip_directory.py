@@ -76,8 +76,8 @@ def test_app_reads_the_directory_from_its_database(settings, zip_rows):
         db.engine(app).dispose()
 
 
-def test_request_path_does_not_import_pandas(settings):
-    """A signup through the app never loads pandas (the web process stays small)."""
+def test_request_path_does_not_import_pandas_or_numpy(settings):
+    """A signup and a ZIP lookup never load pandas, pgeocode or numpy (the web process stays small)."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -89,12 +89,13 @@ def test_request_path_does_not_import_pandas(settings):
         reply = app.test_client().post("/api/v1/signups", json={{
             "first_name": "Jane", "last_name": "Doe", "email": "jane@example.com", "zip": "10001"}})
         assert reply.status_code == 202, reply.get_data(as_text=True)
-        print("pandas" in sys.modules, "pgeocode" in sys.modules)
+        assert app.test_client().get("/api/v1/zips/10001").status_code == 200
+        print("pandas" in sys.modules, "pgeocode" in sys.modules, "numpy" in sys.modules)
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False"]
+    assert result.stdout.split() == ["False", "False", "False"]
 
 
 def test_read_zip_rows_is_stable(tmp_path, zip_rows):

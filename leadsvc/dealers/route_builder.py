@@ -1,0 +1,176 @@
+"""Building the ZIP routing table: which dealer gets each US ZIP's leads.
+
+`rebuild_routes` computes, for every ZIP with a centre, the nearest active dealer by great-circle
+distance (vectorised with numpy, in blocks), lets territory overrides win while their dealer is
+active, and stores the result with a new version stamp. It runs at import, assignment and
+deactivation time (CLI, admin API), never per request; numpy is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadsvc.db import utcnow
+from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
+from leadsvc.geo.models import ZipCode
+from leadsvc.signups.models import Lead
+
+#: ZIPs per block of the ZIP x dealer matrix (block x dealers float64 values at a time).
+_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    version: int
+    dealers: int
+    routed_zips: int
+    territory_zips: int
+    build_ms: int
+
+
+def _lock_rebuilds(session: Session) -> None:
+    """One rebuild at a time (PostgreSQL advisory lock; SQLite serialises writers anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('leadsvc.routes'))"))
+
+
+def compute_nearest(zip_coords, dealer_coords):
+    """For each ZIP (lat, lon) row, the index of the nearest dealer and the distance in km.
+
+    The nearest dealer on the sphere is the one whose unit vector has the largest dot product
+    with the ZIP's (one matrix product per block); the distance to it is then the haversine.
+    Dealers must be sorted by code: `argmax` keeps the first of equal values, so ties go to the
+    lowest code and the result is deterministic. Takes and returns numpy arrays.
+    """
+    import numpy as np
+
+    from leadsvc.geo.distance import haversine_pairs_km, unit_vectors
+
+    zip_vectors, dealer_vectors = unit_vectors(zip_coords), unit_vectors(dealer_coords).T
+    nearest = np.empty(len(zip_coords), dtype=np.int64)
+    for start in range(0, len(zip_coords), _CHUNK):
+        block = zip_vectors[start : start + _CHUNK] @ dealer_vectors
+        nearest[start : start + _CHUNK] = block.argmax(axis=1)
+    return nearest, haversine_pairs_km(zip_coords, dealer_coords[nearest])
+
+
+def _write_routes(session: Session, rows: list[tuple]) -> None:
+    """Replace the stored routes: TRUNCATE and one COPY on PostgreSQL, executemany on SQLite."""
+    connection = session.connection()
+    columns = "zip5, dealer_id, reason, distance_km, distance_miles"
+    cursor = connection.connection.driver_connection.cursor()
+    if connection.dialect.name == "postgresql":
+        cursor.execute("TRUNCATE zip_routes")
+        text = "".join(
+            "\t".join(r"\N" if value is None else str(value) for value in row) + "\n"
+            for row in rows
+        )
+        with cursor.copy(f"COPY zip_routes ({columns}) FROM STDIN") as copy:
+            copy.write(text.encode())
+    else:
+        cursor.execute("DELETE FROM zip_routes")
+        cursor.executemany(f"INSERT INTO zip_routes ({columns}) VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def rebuild_routes(session: Session) -> RebuildReport:
+    """Recompute the routing table from the active dealers and territories (caller commits)."""
+    import numpy as np
+
+    from leadsvc.geo.distance import KM_PER_MILE, haversine_pairs_km
+
+    started = time.perf_counter()
+    _lock_rebuilds(session)
+    dealers = session.execute(
+        sa.select(Dealer.id, Dealer.latitude, Dealer.longitude)
+        .where(Dealer.active)
+        .order_by(Dealer.code)
+    ).all()
+    zips = session.connection().execute(
+        sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude)
+        .where(ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None))
+        .order_by(ZipCode.zip5)
+    ).all()
+    centre = {zip5: (lat, lon) for zip5, lat, lon in zips}
+    routes: dict[str, tuple[int, str, float | None]] = {}
+
+    if dealers:
+        dealer_ids = np.array([d.id for d in dealers])
+        dealer_coords = np.array([(d.latitude, d.longitude) for d in dealers], dtype=np.float64)
+        zip_codes = list(centre)
+        zip_coords = np.array([centre[z] for z in zip_codes], dtype=np.float64).reshape(-1, 2)
+        nearest, distance = compute_nearest(zip_coords, dealer_coords)
+        ids = dealer_ids[nearest].tolist()
+        kms = np.round(distance, 3).tolist()
+        routes = {z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms)}
+
+        by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
+        territories = session.execute(
+            sa.select(Territory.zip5, Territory.dealer_id)
+            .join(Dealer, Dealer.id == Territory.dealer_id)
+            .where(Dealer.active)
+        ).all()
+        for zip5, dealer_id in territories:
+            km = None
+            if zip5 in centre:
+                pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
+                km = round(float(haversine_pairs_km(*pair)[0]), 3)
+            routes[zip5] = (dealer_id, "territory", km)
+
+    version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1
+    _write_routes(
+        session,
+        [
+            (z, d, r, km, None if km is None else round(km / KM_PER_MILE, 3))
+            for z, (d, r, km) in routes.items()
+        ],
+    )
+    territory_zips = sum(1 for _, reason, _ in routes.values() if reason == "territory")
+    build_ms = int((time.perf_counter() - started) * 1000)
+    session.add(
+        RoutingVersion(
+            version=version, dealers=len(dealers), routed_zips=len(routes),
+            territory_zips=territory_zips, build_ms=build_ms,
+        )
+    )  # fmt: skip
+    session.flush()
+    return RebuildReport(version, len(dealers), len(routes), territory_zips, build_ms)
+
+
+def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int:
+    """Move a dealer's not-yet-acknowledged leads to their ZIP's current route; record each move.
+
+    Run after `rebuild_routes` (caller commits). Acknowledged leads stay with their dealer.
+    """
+    version = session.scalar(sa.select(sa.func.max(RoutingVersion.version)))
+    route = sa.select(ZipRoute).where(ZipRoute.zip5 == Lead.zip5).correlate(Lead)
+    pending = (Lead.dealer_id == dealer_id) & Lead.acknowledged_at.is_(None)
+    session.execute(
+        sa.insert(LeadMove).from_select(
+            ["lead_id", "from_dealer_id", "to_dealer_id", "reason", "routing_version", "moved_at"],
+            sa.select(
+                Lead.id,
+                Lead.dealer_id,
+                route.with_only_columns(ZipRoute.dealer_id).scalar_subquery(),
+                sa.literal(reason),
+                sa.literal(version),
+                sa.literal(utcnow(), type_=LeadMove.__table__.c.moved_at.type),
+            ).where(pending),
+        )
+    )
+    return session.execute(
+        sa.update(Lead)
+        .where(pending)
+        .values(
+            dealer_id=route.with_only_columns(ZipRoute.dealer_id).scalar_subquery(),
+            distance_km=route.with_only_columns(ZipRoute.distance_km).scalar_subquery(),
+            routing_reason=sa.func.coalesce(
+                route.with_only_columns(ZipRoute.reason).scalar_subquery(), "unassigned"
+            ),
+            routing_version=version,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
