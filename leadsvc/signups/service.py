@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from leadsvc.consent.models import ConsentText
 from leadsvc.consent.service import ConsentContext, record_consent
 from leadsvc.db import utcnow
+from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
 from leadsvc.signups.email_address import CheckedEmail
 from leadsvc.signups.models import Lead
@@ -24,9 +25,13 @@ log = logging.getLogger(__name__)
 
 #: Columns a repeat signup overwrites; everything else (id, created_at) stays.
 _REFRESHED_ON_REPEAT = (
-    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "source", "utm",
-    "interests", "consent_status", "consent_text_version", "updated_at",
+    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "consent_status",
+    "consent_text_version", "updated_at",
 )  # fmt: skip
+#: Attribution a repeat signup adds to but never erases (a later signup without UTM keeps them).
+_KEPT_UNLESS_GIVEN = ("source", "utm", "interests")
+#: Routing a repeat signup refreshes only while no dealer has acknowledged the lead.
+_ROUTING = ("dealer_id", "distance_km", "routing_reason", "routing_version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Signup:
 class SignupResult:
     lead_id: int
     suggestion: str | None
+    dealer_id: int | None = None
 
 
 def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
@@ -58,8 +64,14 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Lead).values(**values)
-    refreshed = {name: statement.excluded[name] for name in _REFRESHED_ON_REPEAT}
-    refreshed["signup_count"] = Lead.signup_count + 1
+    new, old = statement.excluded, Lead.__table__.c
+    refreshed: dict[str, Any] = {name: new[name] for name in _REFRESHED_ON_REPEAT}
+    refreshed.update({name: sa.func.coalesce(new[name], old[name]) for name in _KEPT_UNLESS_GIVEN})
+    unacknowledged = old.acknowledged_at.is_(None)
+    refreshed.update(
+        {name: sa.case((unacknowledged, new[name]), else_=old[name]) for name in _ROUTING}
+    )
+    refreshed["signup_count"] = old.signup_count + 1
     statement = statement.on_conflict_do_update(
         index_elements=[Lead.email_key], set_=refreshed
     ).returning(Lead.id)
@@ -75,9 +87,15 @@ def _consent_text_version(session: Session, shown: int | None) -> int:
     return version
 
 
-def capture_signup(session: Session, signup: Signup, context: ConsentContext) -> SignupResult:
-    """Store the lead and its consent event, and commit; the same for new and known emails."""
+def capture_signup(
+    session: Session, signup: Signup, context: ConsentContext, routes: RoutingTable
+) -> SignupResult:
+    """Store the routed lead and its consent event, and commit; the same for new and known emails.
+
+    The lead goes to the dealer `routes` names for its ZIP, or to the unassigned pool.
+    """
     text_version = _consent_text_version(session, signup.consent_text_version)
+    route = routes.route_for_zip(signup.zip.zip5)
     now = utcnow()
     lead_id = _upsert_lead(
         session,
@@ -95,6 +113,10 @@ def capture_signup(session: Session, signup: Signup, context: ConsentContext) ->
             "consent_status": "given",
             "consent_text_version": text_version,
             "signup_count": 1,
+            "dealer_id": route.dealer_id if route else None,
+            "distance_km": route.distance_km if route else None,
+            "routing_reason": route.reason if route else "unassigned",
+            "routing_version": routes.version,
             "created_at": now,
             "updated_at": now,
         },
@@ -108,5 +130,9 @@ def capture_signup(session: Session, signup: Signup, context: ConsentContext) ->
         context=context,
     )
     session.commit()
-    log.info("signup stored", extra={"lead_id": lead_id, "zip5": signup.zip.zip5})
-    return SignupResult(lead_id=lead_id, suggestion=signup.email.suggestion)
+    log.info("signup stored", extra={"lead_id": lead_id, "routing": route.reason if route else "unassigned"})
+    return SignupResult(
+        lead_id=lead_id,
+        suggestion=signup.email.suggestion,
+        dealer_id=route.dealer_id if route else None,
+    )
