@@ -1,5 +1,6 @@
 """Every model, imported in one place so Alembic and the tests see the whole schema."""
 
+from leadsvc.auth_models import ApiKey
 from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
@@ -7,6 +8,7 @@ from leadsvc.geo.models import ZipCode
 from leadsvc.signups.models import Lead
 
 __all__ = [
+    "ApiKey",
     "Base", "ConsentEvent", "ConsentText", "Dealer", "Lead", "LeadMove", "RoutingVersion",
     "Territory", "ZipCode", "ZipRoute",
 ]
