@@ -1,6 +1,6 @@
 """Every model, imported in one place so Alembic and the tests see the whole schema."""
 
-from leadsvc.auth_models import ApiKey
+from leadsvc.auth.models import ApiKey
 from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
