@@ -12,11 +12,13 @@ from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
 from leadsvc.consent.service import active_text
+from leadsvc.dealers.routing import routing_table
 from leadsvc.errors import FAILURE_MESSAGE, ErrorSchema, first_messages
 from leadsvc.extensions import db
 from leadsvc.request_context import consent_context
 from leadsvc.signups.schemas import (
     RECEIVED,
+    STALE_CONSENT_TEXT,
     SignupReplySchema,
     SignupSchema,
 )
@@ -28,6 +30,7 @@ api_blp = Blueprint(
 pages = PageBlueprint("form", __name__, template_folder="templates")
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+FORM_FIELDS = ("first_name", "last_name", "email", "zip")
 
 
 def _reply(result: SignupResult) -> dict:
@@ -54,13 +57,13 @@ class Signups(MethodView):
     def post(self, data):
         """Sign a person up for the newsletter (same reply for new and known addresses)"""
         signup = Signup.from_loaded(data)
-        result = capture_signup(db.session, signup, consent_context(signup.source))
+        result = capture_signup(db.session, signup, consent_context(signup.source), routing_table())
         return _reply(result)
 
 
 def _form_payload(form) -> dict:
     """The HTML form's fields as the API schema expects them (only the form's own fields)."""
-    payload = {key: form[key] for key in ("first_name", "last_name", "email", "zip") if key in form}
+    payload = {key: form[key] for key in FORM_FIELDS if key in form}
     if form.get("source"):
         payload["source"] = form["source"]
     version = form.get("consent_text_version", "")
@@ -87,6 +90,15 @@ def _render_form(values: dict, errors: dict | None = None, failure: str | None =
     )
 
 
+def _failure(errors: dict) -> str | None:
+    """The message above the button: what to do about errors no field shows, if any."""
+    if isinstance(errors.get("consent_text_version"), str):
+        return STALE_CONSENT_TEXT  # the page is older than the consent texts: reload it
+    if set(errors) - set(FORM_FIELDS) and not set(errors) & set(FORM_FIELDS):
+        return FAILURE_MESSAGE
+    return None
+
+
 @pages.get("/")
 def form_page():
     """The "Stay In the Loop" form."""
@@ -103,8 +115,7 @@ def form_submit():
         data = SignupSchema().load(_form_payload(request.form))
     except ValidationError as error:
         errors = first_messages(error.messages)
-        failure = None if {"first_name", "last_name", "email", "zip"} & set(errors) else FAILURE_MESSAGE
-        return _render_form(values, errors=errors, failure=failure, status=422)
+        return _render_form(values, errors=errors, failure=_failure(errors), status=422)
     signup = Signup.from_loaded(data)
-    result = capture_signup(db.session, signup, consent_context(signup.source))
+    result = capture_signup(db.session, signup, consent_context(signup.source), routing_table())
     return render_template("signups/thanks.html", message=RECEIVED, suggestion=result.suggestion)

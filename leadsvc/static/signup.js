@@ -38,12 +38,16 @@
       const holder = form.elements[name].closest(".field");
       document.getElementById("error-" + name).textContent = message;
       holder.classList.toggle("invalid", Boolean(message));
-      form.elements[name].toggleAttribute("aria-invalid", Boolean(message));
+      // aria-invalid="" means "false" to assistive technology: set "true" or remove it.
+      if (message) form.elements[name].setAttribute("aria-invalid", "true");
+      else form.elements[name].removeAttribute("aria-invalid");
       if (message && !first) first = form.elements[name];
     }
+    // A consent text version the server no longer knows: the reply says what to do (reload).
+    const stale = typeof errors.consent_text_version === "string" ? errors.consent_text_version : "";
     const otherErrors = Object.keys(errors).filter((name) => !FIELDS.includes(name));
     document.getElementById("form-failure").textContent =
-      otherErrors.length && !first ? FAILURE : "";
+      stale || (otherErrors.length && !first ? FAILURE : "");
     if (first) first.focus();
   }
 
@@ -51,9 +55,9 @@
     const thanks = document.getElementById("thanks");
     document.getElementById("thanks-message").textContent = reply.message;
     if (reply.suggestion) {
-      const hint = document.getElementById("thanks-suggestion");
-      hint.textContent = "Did you mean " + reply.suggestion + "? If so, please sign up again with that address.";
-      hint.hidden = false;
+      // The hint's words and link are in the page (as on the no-JavaScript thank-you page).
+      document.getElementById("thanks-suggested-email").textContent = reply.suggestion;
+      document.getElementById("thanks-suggestion").hidden = false;
     }
     section.hidden = true;
     thanks.hidden = false;
