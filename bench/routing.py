@@ -55,7 +55,9 @@ def dealer_csv(session, count: int, seed: int = 7) -> str:
         sa.text("SELECT zip5, state FROM zip_codes WHERE latitude IS NOT NULL ORDER BY zip5")
     ).all()
     chosen = random.Random(seed).sample(zips, count)
-    lines = ["code,name,street,city,state,zip,phone,lead_email,webhook_url,webhook_secret,latitude,longitude"]
+    lines = [
+        "code,name,street,city,state,zip,phone,lead_email,webhook_url,webhook_secret,latitude,longitude"
+    ]
     for n, (zip5, state) in enumerate(chosen, 1):
         lines.append(f"B{n:03d},Bench dealer {n},1 Main St,Town,{state},{zip5},(800) 555-0100,"
                      f"d{n}@example.com,,,,")  # fmt: skip
@@ -74,7 +76,9 @@ def scratch_postgres(admin_url: str) -> str:
 def drop_postgres(admin_url: str, url: str) -> None:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        connection.execute(
+            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        )
     admin.dispose()
 
 
@@ -110,7 +114,9 @@ def lookups_per_second(app, zips: list[str], seconds: float = 2.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def baseline_lookups_per_second(app, instance: Path, zips: list[str], seconds: float = 2.0) -> float:
+def baseline_lookups_per_second(
+    app, instance: Path, zips: list[str], seconds: float = 2.0
+) -> float:
     """What a service without a routing table does per request: geocode, then measure to all."""
     import pgeocode
 
@@ -118,7 +124,8 @@ def baseline_lookups_per_second(app, instance: Path, zips: list[str], seconds: f
     nominatim = pgeocode.Nominatim("us")
     with db.sessionmaker(app)() as session:
         dealers = np.array(session.execute(
-            sa.text("SELECT latitude, longitude FROM dealers WHERE active ORDER BY code")).all())  # fmt: skip
+            sa.text("SELECT latitude, longitude FROM dealers WHERE active ORDER BY code")
+        ).all())  # fmt: skip
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for zip5 in zips[:50]:

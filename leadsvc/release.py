@@ -39,7 +39,7 @@ def load_demo_dealers_if_empty(session) -> bool:
 
 
 def prepare_database(app: Flask) -> ReleaseReport:
-    """Bring the schema to head, make sure the ZIP directory is loaded (and demo dealers, embedded)."""
+    """Bring the schema to head; load the ZIP directory (and, embedded, the demo dealers)."""
     from leadsvc.dealers.models import Dealer
 
     settings = app.config["LEADSVC_SETTINGS"]

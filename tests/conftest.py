@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from leadsvc.app import create_app
 import leadsvc.models  # noqa: F401  (every table in Base.metadata)
+from leadsvc.app import create_app
 from leadsvc.db import Base, create_db_engine, upgrade_schema
 from leadsvc.extensions import db
 from leadsvc.geo.directory import ZipDirectory, store_zip_directory

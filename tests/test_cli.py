@@ -69,7 +69,7 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_serve_with_no_settings_runs_the_embedded_default(tmp_path):
-    """`leadsvc serve` alone: migrates a SQLite file under instance/, loads ZIPs, serves the form."""
+    """`leadsvc serve` alone: migrates SQLite under instance/, loads ZIPs, serves the form."""
     port = free_port()
     process = subprocess.Popen(
         [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=clean_env(),
@@ -122,11 +122,16 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
 
     reset_postgres(postgres_url)
     port = free_port()
-    env = clean_env(DATABASE_URL=postgres_url, SECRET_KEY=TEST_SECRET_KEY, INSTANCE_PATH=str(tmp_path),
+    env = clean_env(DATABASE_URL=postgres_url, SECRET_KEY=TEST_SECRET_KEY,
+                    INSTANCE_PATH=str(tmp_path),
                     PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2")  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_until_serving(process, f"http://127.0.0.1:{port}/")

@@ -1,4 +1,4 @@
-"""The Alembic migrations: they build the schema the models describe, on both databases, and reverse."""
+"""The Alembic migrations build the schema the models describe, on both databases, and reverse."""
 
 import hashlib
 

@@ -1,4 +1,4 @@
-"""Settings come from the environment, typed and validated once; production secrets have no default."""
+"""Settings come from the environment, validated once; production secrets have no default."""
 
 import stat
 
@@ -33,7 +33,11 @@ def test_production_database_requires_a_secret_key(tmp_path):
 
 def test_postgresql_url_uses_psycopg_3(tmp_path):
     settings = Settings.from_env(
-        {"DATABASE_URL": "postgresql://u@h/db", "SECRET_KEY": "k" * 40, "INSTANCE_PATH": str(tmp_path)}
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "SECRET_KEY": "k" * 40,
+            "INSTANCE_PATH": str(tmp_path),
+        }
     )
     assert settings.database_url == "postgresql+psycopg://u@h/db"
     assert not settings.embedded
@@ -60,8 +64,11 @@ def test_bad_values_stop_the_start_with_a_clear_message(tmp_path, name, value, c
 
 def test_deliverability_checks_are_a_setting(tmp_path):
     settings = Settings.from_env(
-        {"INSTANCE_PATH": str(tmp_path), "EMAIL_CHECK_DELIVERABILITY": "true",
-         "EMAIL_DNS_TIMEOUT": "1.5"}
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "EMAIL_CHECK_DELIVERABILITY": "true",
+            "EMAIL_DNS_TIMEOUT": "1.5",
+        }
     )
     assert settings.email_check_deliverability is True
     assert settings.email_dns_timeout == 1.5

@@ -68,7 +68,9 @@ class ImportReport:
         return [row for row in self.rows if row.action == "rejected"]
 
 
-def _read_csv(text: str, required: tuple[str, ...], allowed: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+def _read_csv(
+    text: str, required: tuple[str, ...], allowed: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) pairs; lines starting with # are comments; header checked first."""
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
@@ -80,16 +82,23 @@ def _read_csv(text: str, required: tuple[str, ...], allowed: tuple[str, ...]) ->
             unknown = [name for name in header if name not in allowed]
             missing = [name for name in required if name not in header]
             if unknown:
-                raise ImportFileError(f"line {reader.line_num}: unknown column(s): {', '.join(unknown)}")
+                raise ImportFileError(
+                    f"line {reader.line_num}: unknown column(s): {', '.join(unknown)}"
+                )
             if missing:
-                raise ImportFileError(f"line {reader.line_num}: missing column(s): {', '.join(missing)}")
+                raise ImportFileError(
+                    f"line {reader.line_num}: missing column(s): {', '.join(missing)}"
+                )
             if len(set(header)) != len(header):
                 raise ImportFileError(f"line {reader.line_num}: a column is named twice")
             continue
         if len(fields) != len(header):
             yield reader.line_num, {"__error__": f"{len(fields)} values for {len(header)} columns"}
             continue
-        yield reader.line_num, {name: value.strip() for name, value in zip(header, fields)}
+        yield (
+            reader.line_num,
+            {name: value.strip() for name, value in zip(header, fields, strict=True)},
+        )
     if header is None:
         raise ImportFileError("the file is empty: expected a header row")
 
@@ -111,7 +120,9 @@ def _coordinate(raw: str, low: float, high: float, name: str) -> float:
     return value
 
 
-def _validate_dealer(row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker) -> dict[str, Any]:
+def _validate_dealer(
+    row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker
+) -> dict[str, Any]:
     """The dealer's column values, or ValueError with the reason."""
     if "__error__" in row:
         raise ValueError(row["__error__"])
@@ -137,14 +148,18 @@ def _validate_dealer(row: dict[str, str], centres: dict[str, tuple], emails: Ema
     try:
         lead_email = emails.check(row.get("lead_email", "")).normalized
     except InvalidEmail:
-        raise ValueError(f"lead_email {row.get('lead_email')!r} is not a valid email address") from None
+        raise ValueError(
+            f"lead_email {row.get('lead_email')!r} is not a valid email address"
+        ) from None
     webhook_url = row.get("webhook_url") or None
     webhook_secret = row.get("webhook_secret") or None
     if webhook_url:
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
             raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
         if not webhook_secret or len(webhook_secret) < 16:
-            raise ValueError("webhook_secret of at least 16 characters is required with webhook_url")
+            raise ValueError(
+                "webhook_secret of at least 16 characters is required with webhook_url"
+            )
     elif webhook_secret:
         raise ValueError("webhook_secret given without webhook_url")
     lat_raw, lon_raw = row.get("latitude", ""), row.get("longitude", "")
@@ -157,7 +172,9 @@ def _validate_dealer(row: dict[str, str], centres: dict[str, tuple], emails: Ema
     else:
         latitude, longitude = centres[zip_input.zip5]
         if latitude is None:
-            raise ValueError(f"ZIP {zip_input.zip5} has no map position: give latitude and longitude")
+            raise ValueError(
+                f"ZIP {zip_input.zip5} has no map position: give latitude and longitude"
+            )
         coordinates_from = "zip"
     return {
         "code": code, "name": row["name"], "street": row["street"], "city": row["city"],
@@ -191,7 +208,9 @@ def import_dealers(session: Session, text: str, *, partial: bool = False,
         try:
             values = _validate_dealer(row, centres, emails)
             if values["code"] in first_line:
-                raise ValueError(f"duplicate code {values['code']} (first on line {first_line[values['code']]})")
+                raise ValueError(
+                    f"duplicate code {values['code']} (first on line {first_line[values['code']]})"
+                )
             first_line[values["code"]] = line
         except ValueError as error:
             report.rows.append(RowOutcome(line, key, "rejected", str(error)))
@@ -207,7 +226,9 @@ def import_dealers(session: Session, text: str, *, partial: bool = False,
         session.rollback()
         return report
 
-    existing = {d.code: d for d in session.scalars(sa.select(Dealer).where(Dealer.code.in_(first_line)))}
+    existing = {
+        d.code: d for d in session.scalars(sa.select(Dealer).where(Dealer.code.in_(first_line)))
+    }
     now = utcnow()
     for outcome, values in valid:
         dealer = existing.get(values["code"])
@@ -231,11 +252,13 @@ def import_dealers(session: Session, text: str, *, partial: bool = False,
 
 def assign_territories(session: Session, text: str, *, partial: bool = False,
                        progress: Progress | None = None) -> ImportReport:  # fmt: skip
-    """Assign ZIPs to dealers from CSV (`zip,dealer_code`); an assignment replaces an earlier one."""
+    """Assign ZIPs to dealers from CSV (`zip,dealer_code`); a new assignment replaces the old."""
     rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS))
     centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
     codes = {row.get("dealer_code", "").upper() for _, row in rows}
-    dealers = dict(session.execute(sa.select(Dealer.code, Dealer.id).where(Dealer.code.in_(codes))).all())
+    dealers = dict(
+        session.execute(sa.select(Dealer.code, Dealer.id).where(Dealer.code.in_(codes))).all()
+    )
     report = ImportReport()
     valid: list[tuple[RowOutcome, str, int]] = []
     first_line: dict[str, int] = {}
@@ -293,7 +316,7 @@ class DeactivationReport:
 
 
 def deactivate_dealer(session: Session, code: str) -> DeactivationReport:
-    """Deactivate a dealer, rebuild routing, and move its unacknowledged leads to their new dealer."""
+    """Deactivate a dealer, rebuild routing, move its unacknowledged leads to their new dealer."""
     dealer = session.scalar(sa.select(Dealer).where(Dealer.code == code.upper()).with_for_update())
     if dealer is None:
         raise LookupError(f"no dealer with code {code.upper()}")

@@ -89,11 +89,15 @@ def rebuild_routes(session: Session) -> RebuildReport:
         .where(Dealer.active)
         .order_by(Dealer.code)
     ).all()
-    zips = session.connection().execute(
-        sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude)
-        .where(ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None))
-        .order_by(ZipCode.zip5)
-    ).all()
+    zips = (
+        session.connection()
+        .execute(
+            sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude)
+            .where(ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None))
+            .order_by(ZipCode.zip5)
+        )
+        .all()
+    )
     centre = {zip5: (lat, lon) for zip5, lat, lon in zips}
     routes: dict[str, tuple[int, str, float | None]] = {}
 
@@ -105,7 +109,9 @@ def rebuild_routes(session: Session) -> RebuildReport:
         nearest, distance = compute_nearest(zip_coords, dealer_coords)
         ids = dealer_ids[nearest].tolist()
         kms = np.round(distance, 3).tolist()
-        routes = {z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms)}
+        routes = {
+            z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms, strict=True)
+        }
 
         by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
         territories = session.execute(

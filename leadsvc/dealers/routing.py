@@ -84,7 +84,9 @@ class RoutingTable:
         version = session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0
         dealers = {
             dealer_id: (code, name)
-            for dealer_id, code, name in session.execute(sa.select(Dealer.id, Dealer.code, Dealer.name))
+            for dealer_id, code, name in session.execute(
+                sa.select(Dealer.id, Dealer.code, Dealer.name)
+            )
         }
         table = cls(version, directory, dealers)
         for row in session.connection().execution_options(yield_per=2000).execute(

@@ -76,8 +76,10 @@ class ZipDirectory:
 
     @classmethod
     def from_database(cls, session: Session) -> ZipDirectory:
-        result = session.connection().execution_options(yield_per=2000).execute(
-            sa.select(ZipCode.zip5, ZipCode.city, ZipCode.state).order_by(ZipCode.zip5)
+        result = (
+            session.connection()
+            .execution_options(yield_per=2000)
+            .execute(sa.select(ZipCode.zip5, ZipCode.city, ZipCode.state).order_by(ZipCode.zip5))
         )
         return cls(result)
 

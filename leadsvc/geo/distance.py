@@ -11,7 +11,10 @@ KM_PER_MILE = 1.609344
 
 def _haversine(lat1, lon1, lat2, lon2):
     lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
@@ -29,6 +32,6 @@ def haversine_pairs_km(points: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def unit_vectors(points: np.ndarray) -> np.ndarray:
-    """(lat, lon) rows as points on the unit sphere: the nearest point has the largest dot product."""
+    """(lat, lon) rows as unit vectors: the nearest point has the largest dot product."""
     lat, lon = np.radians(points[:, 0]), np.radians(points[:, 1])
     return np.column_stack((np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)))

@@ -5,7 +5,9 @@ from tests.factories import dealer_csv, dealer_line
 
 def test_import_reports_each_row_and_exits_nonzero_when_nothing_applied(app, tmp_path):
     path = tmp_path / "dealers.csv"
-    path.write_text(dealer_csv(dealer_line("SC012", "29401", state="SC"), dealer_line("SC013", "99999")))
+    path.write_text(
+        dealer_csv(dealer_line("SC012", "29401", state="SC"), dealer_line("SC013", "99999"))
+    )
     result = app.test_cli_runner().invoke(args=["dealers", "import", str(path)])
     assert result.exit_code == 1
     assert "line 2: SC012 not applied" in result.output
@@ -16,7 +18,9 @@ def test_import_reports_each_row_and_exits_nonzero_when_nothing_applied(app, tmp
 def test_import_partial_list_deactivate_and_rebuild(app, tmp_path):
     runner = app.test_cli_runner()
     path = tmp_path / "dealers.csv"
-    path.write_text(dealer_csv(dealer_line("SC012", "29401", state="SC"), dealer_line("BAD", "00000")))
+    path.write_text(
+        dealer_csv(dealer_line("SC012", "29401", state="SC"), dealer_line("BAD", "00000"))
+    )
     result = runner.invoke(args=["dealers", "import", "--partial", str(path)])
     assert result.exit_code == 0, result.output
     assert "line 2: SC012 created" in result.output

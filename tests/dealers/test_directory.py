@@ -5,6 +5,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from leadsvc.db import utcnow
 from leadsvc.dealers.directory import (
     ImportFileError,
     assign_territories,
@@ -12,7 +13,6 @@ from leadsvc.dealers.directory import (
     import_dealers,
 )
 from leadsvc.dealers.models import Dealer, LeadMove, Territory
-from leadsvc.db import utcnow
 from leadsvc.signups.models import Lead
 from tests.factories import DEALER_HEADER, dealer_csv, dealer_line
 
@@ -56,10 +56,12 @@ BAD_ROWS = [
      "webhook_secret of at least 16 characters is required with webhook_url"),
     (dealer_line("BAD6", webhook_url="ftp://x", webhook_secret="s" * 20),
      "webhook_url 'ftp://x' is not an http(s) URL"),
-    (dealer_line("BAD7", "09001", state="AE"), "ZIP 09001 has no map position: give latitude and longitude"),
+    (dealer_line("BAD7", "09001", state="AE"),
+     "ZIP 09001 has no map position: give latitude and longitude"),
     (dealer_line("BAD8").replace("leads-bad8@example.com", "not-an-email"),
      "lead_email 'not-an-email' is not a valid email address"),
-    (dealer_line("BAD9").replace("(800) 555-0100", "call us"), "phone 'call us' is not a phone number"),
+    (dealer_line("BAD9").replace("(800) 555-0100", "call us"),
+     "phone 'call us' is not a phone number"),
     ("OK1,Too,Few", "3 values for 12 columns"),
 ]  # fmt: skip
 
@@ -74,7 +76,9 @@ def test_an_invalid_row_is_rejected_with_its_line_and_nothing_is_applied(session
 
 
 def test_duplicate_code_in_the_file_names_the_first_line(session):
-    report = import_dealers(session, dealer_csv(dealer_line("DUP1"), dealer_line("X2"), dealer_line("dup1")))
+    report = import_dealers(
+        session, dealer_csv(dealer_line("DUP1"), dealer_line("X2"), dealer_line("dup1"))
+    )
     assert [(r.line, r.reason) for r in report.rejected] == [
         (4, "duplicate code DUP1 (first on line 2)")
     ]
@@ -83,7 +87,8 @@ def test_duplicate_code_in_the_file_names_the_first_line(session):
 
 def test_partial_applies_the_valid_rows_only(session):
     report = import_dealers(
-        session, dealer_csv(dealer_line("GOOD1"), dealer_line("BAD1", "00000"), dealer_line("GOOD2")),
+        session,
+        dealer_csv(dealer_line("GOOD1"), dealer_line("BAD1", "00000"), dealer_line("GOOD2")),
         partial=True,
     )
     assert report.applied
@@ -106,7 +111,9 @@ def test_a_bad_header_is_an_error_for_the_whole_file(session, text, message):
 
 def test_territory_assignment_checks_every_row_first(session):
     import_dealers(session, dealer_csv(dealer_line("NY1"), dealer_line("NJ1", "07030", state="NJ")))
-    report = assign_territories(session, "zip,dealer_code\n10001,NJ1\n99999,NJ1\n10002,NOPE\n10001,NY1\n")
+    report = assign_territories(
+        session, "zip,dealer_code\n10001,NJ1\n99999,NJ1\n10002,NOPE\n10001,NY1\n"
+    )
     assert [(r.line, r.reason) for r in report.rejected] == [
         (3, "ZIP '99999' is not a US ZIP code"),
         (4, "no dealer with code NOPE"),
@@ -116,7 +123,9 @@ def test_territory_assignment_checks_every_row_first(session):
     report = assign_territories(session, "zip,dealer_code\n10001,nj1\n10002-1234,NJ1\n")
     assert report.applied and report.count("assigned") == 2
     assert dict(session.execute(sa.select(Territory.zip5, Territory.dealer_id)).all()).keys() == {
-        "10001", "10002"}
+        "10001",
+        "10002",
+    }
 
 
 def _lead(session, email, zip5, dealer_id, acknowledged=False) -> Lead:
@@ -149,7 +158,11 @@ def test_deactivation_moves_unacknowledged_leads_and_records_each_move(session):
     assert session.get(Lead, other.id).dealer_id == ids["LA1"]
     move = session.scalars(sa.select(LeadMove)).one()
     assert (move.lead_id, move.from_dealer_id, move.to_dealer_id, move.reason) == (
-        pending.id, ids["NY1"], ids["NJ1"], "dealer_deactivated")
+        pending.id,
+        ids["NY1"],
+        ids["NJ1"],
+        "dealer_deactivated",
+    )
 
 
 def test_deactivating_the_last_dealer_moves_leads_to_the_unassigned_pool(session):

@@ -1,4 +1,4 @@
-"""Routing: nearest active dealer by great-circle distance, territory overrides, deterministic ties."""
+"""Routing: nearest active dealer by great-circle distance, territory overrides, fixed ties."""
 
 import math
 
@@ -6,9 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.dealers import routing
-from leadsvc.geo.directory import ZipDirectory
 from leadsvc.dealers.directory import assign_territories, deactivate_dealer, import_dealers
 from leadsvc.dealers.models import RoutingVersion, ZipRoute
+from leadsvc.geo.directory import ZipDirectory
 from tests.factories import dealer_csv, dealer_line
 
 # ZIP centres as stored in the directory (from the zipcodes package).
@@ -72,11 +72,15 @@ def test_every_zip_with_a_centre_is_routed_and_military_zips_are_not(session, de
 
 def test_ties_go_to_the_lowest_dealer_code(session):
     same_place = {"latitude": 39.0, "longitude": -95.0}
-    import_dealers(session, dealer_csv(dealer_line("ZZ9", **same_place), dealer_line("AA1", **same_place),
-                                       dealer_line("MM5", **same_place)))  # fmt: skip
-    codes = session.execute(
-        sa.text("SELECT DISTINCT d.code FROM zip_routes r JOIN dealers d ON d.id = r.dealer_id")
-    ).scalars().all()
+    lines = [dealer_line(code, **same_place) for code in ("ZZ9", "AA1", "MM5")]
+    import_dealers(session, dealer_csv(*lines))
+    codes = (
+        session.execute(
+            sa.text("SELECT DISTINCT d.code FROM zip_routes r JOIN dealers d ON d.id = r.dealer_id")
+        )
+        .scalars()
+        .all()
+    )
     assert codes == ["AA1"]
 
 
@@ -85,7 +89,8 @@ def test_territory_override_wins_while_its_dealer_is_active(app, session, dealer
     assert report.applied and report.count("assigned") == 1
     route = route_of(session, "10001")
     assert (route.reason, route.distance_km) == (
-        "territory", pytest.approx(hand_haversine_km(NYC_10001, (34.07, -118.35)), abs=0.01)
+        "territory",
+        pytest.approx(hand_haversine_km(NYC_10001, (34.07, -118.35)), abs=0.01),
     )
     assert route_of(session, "10002").reason == "nearest"  # only the assigned ZIP moves
     deactivate_dealer(session, "LA1")

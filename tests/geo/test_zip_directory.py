@@ -77,7 +77,7 @@ def test_app_reads_the_directory_from_its_database(settings, zip_rows):
 
 
 def test_request_path_does_not_import_pandas_or_numpy(settings):
-    """A signup and a ZIP lookup never load pandas, pgeocode or numpy (the web process stays small)."""
+    """A signup and a ZIP lookup never load pandas, pgeocode or numpy (web processes stay small)."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -85,7 +85,8 @@ def test_request_path_does_not_import_pandas_or_numpy(settings):
         from leadsvc.app import create_app
         from leadsvc.settings import Settings
         app = create_app(Settings(database_url={settings.database_url!r},
-                                  secret_key="k" * 40, instance_path=Path({str(settings.instance_path)!r})))
+                                  secret_key="k" * 40,
+                                  instance_path=Path({str(settings.instance_path)!r})))
         reply = app.test_client().post("/api/v1/signups", json={{
             "first_name": "Jane", "last_name": "Doe", "email": "jane@example.com", "zip": "10001"}})
         assert reply.status_code == 202, reply.get_data(as_text=True)
@@ -93,7 +94,9 @@ def test_request_path_does_not_import_pandas_or_numpy(settings):
         print("pandas" in sys.modules, "pgeocode" in sys.modules, "numpy" in sys.modules)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "False"]
 

@@ -3,10 +3,10 @@
 import pytest
 import sqlalchemy as sa
 
+from leadsvc.db import utcnow
 from leadsvc.dealers import routing
 from leadsvc.dealers.directory import assign_territories, deactivate_dealer, import_dealers
 from leadsvc.dealers.models import Dealer
-from leadsvc.db import utcnow
 from leadsvc.signups.models import Lead
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
@@ -30,9 +30,15 @@ def lead_for(session, email="jane.doe@example.com") -> Lead:
 def test_lead_goes_to_the_nearest_dealer(client, session, dealer_ids):
     assert client.post("/api/v1/signups", json=valid_signup(zip="90210")).status_code == 202
     lead = lead_for(session)
-    assert (lead.dealer_id, lead.routing_reason, lead.routing_version) == (dealer_ids["LA1"], "nearest", 1)
+    assert (lead.dealer_id, lead.routing_reason, lead.routing_version) == (
+        dealer_ids["LA1"],
+        "nearest",
+        1,
+    )
     assert lead.distance_km == pytest.approx(
-        session.execute(sa.text("SELECT distance_km FROM zip_routes WHERE zip5 = '90210'")).scalar_one()
+        session.execute(
+            sa.text("SELECT distance_km FROM zip_routes WHERE zip5 = '90210'")
+        ).scalar_one()
     )
 
 
@@ -40,7 +46,11 @@ def test_territory_reason_is_recorded(client, session, dealer_ids):
     assign_territories(session, "zip,dealer_code\n10001,NJ1\n")
     client.post("/api/v1/signups", json=valid_signup(zip="10001"))
     lead = lead_for(session)
-    assert (lead.dealer_id, lead.routing_reason, lead.routing_version) == (dealer_ids["NJ1"], "territory", 2)
+    assert (lead.dealer_id, lead.routing_reason, lead.routing_version) == (
+        dealer_ids["NJ1"],
+        "territory",
+        2,
+    )
 
 
 def test_military_zip_is_accepted_into_the_unassigned_pool(app, client, session, dealer_ids):
@@ -86,4 +96,8 @@ def test_repeat_signup_without_attribution_keeps_the_earlier_one(client, session
     client.post("/api/v1/signups", json=valid_signup(last_name="Smith"))
     lead = lead_for(session)
     assert (lead.last_name, lead.utm, lead.source, lead.interests) == (
-        "Smith", utm, "https://www.miniusa.com/", ["Countryman"])
+        "Smith",
+        utm,
+        "https://www.miniusa.com/",
+        ["Countryman"],
+    )
