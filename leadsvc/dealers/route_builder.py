@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
+from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.models import ZipCode
 from leadsvc.signups.models import Lead
@@ -177,6 +178,7 @@ def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int
                 route.with_only_columns(ZipRoute.reason).scalar_subquery(), "unassigned"
             ),
             routing_version=version,
+            delivery_seq=next_delivery_seq(session.get_bind().dialect.name),
         )
         .execution_options(synchronize_session=False)
     ).rowcount

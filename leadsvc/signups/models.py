@@ -13,6 +13,7 @@ class Lead(Base):
     """A person who signed up. A repeat signup updates this row; consent history is elsewhere."""
 
     __tablename__ = "leads"
+    __table_args__ = (sa.Index("ix_leads_dealer_feed", "dealer_id", "delivery_seq", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: The address as email-validator normalised it (domain lower-cased, IDN in Unicode form).
@@ -40,6 +41,8 @@ class Lead(Base):
     #: territory | nearest | unassigned
     routing_reason: Mapped[str] = mapped_column(sa.String(16), default="unassigned")
     routing_version: Mapped[int | None] = mapped_column(sa.Integer)
+    #: Position in the dealer's feed (see leadsvc.dealers.delivery); renewed when the lead moves.
+    delivery_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     #: When the dealer acknowledged the lead; acknowledged leads are never moved.
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from leadsvc.consent.models import ConsentText
 from leadsvc.consent.service import ConsentContext, record_consent
 from leadsvc.db import utcnow
+from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
 from leadsvc.signups.email_address import CheckedEmail
@@ -63,7 +64,7 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
     """Insert the lead or refresh the existing one with the same email key, in one statement."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Lead).values(**values)
+    statement = insert(Lead).values(**values, delivery_seq=next_delivery_seq(dialect))
     new, old = statement.excluded, Lead.__table__.c
     refreshed: dict[str, Any] = {name: new[name] for name in _REFRESHED_ON_REPEAT}
     refreshed.update({name: sa.func.coalesce(new[name], old[name]) for name in _KEPT_UNLESS_GIVEN})
@@ -71,6 +72,8 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
     refreshed.update(
         {name: sa.case((unacknowledged, new[name]), else_=old[name]) for name in _ROUTING}
     )
+    moved = unacknowledged & old.dealer_id.is_distinct_from(new.dealer_id)
+    refreshed["delivery_seq"] = sa.case((moved, new.delivery_seq), else_=old.delivery_seq)
     refreshed["signup_count"] = old.signup_count + 1
     statement = statement.on_conflict_do_update(
         index_elements=[Lead.email_key], set_=refreshed

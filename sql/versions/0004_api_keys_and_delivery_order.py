@@ -1,4 +1,9 @@
-"""API keys for dealers, compliance staff and admins (hash and public prefix only).
+"""API keys (hash and public prefix only) and the order in which dealers receive leads.
+
+`leads.delivery_seq` orders a dealer's lead feed: on PostgreSQL the id of the transaction that
+routed the lead to its dealer, on SQLite a counter taken under the single-writer lock. The feed
+only serves rows below the oldest running transaction, so a page never skips a lead that commits
+late, and a lead moved to another dealer reappears at the end of the new dealer's feed.
 
 Revision ID: 0004
 Revises: 0003
@@ -32,8 +37,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("prefix", name="uq_api_keys_prefix"),
     )
     op.create_index("ix_api_keys_dealer_id", "api_keys", ["dealer_id"])
+    with op.batch_alter_table("leads") as batch:
+        batch.add_column(sa.Column("delivery_seq", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.create_index("ix_leads_dealer_feed", ["dealer_id", "delivery_seq", "id"])
+    with op.batch_alter_table("leads") as batch:
+        batch.alter_column("delivery_seq", server_default=None)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("leads") as batch:
+        batch.drop_index("ix_leads_dealer_feed")
+        batch.drop_column("delivery_seq")
     op.drop_index("ix_api_keys_dealer_id", table_name="api_keys")
     op.drop_table("api_keys")
