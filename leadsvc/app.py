@@ -59,11 +59,16 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from leadsvc.auth import register_security_scheme
+    from leadsvc.dealers.api import admin_blp, dealer_blp
     from leadsvc.geo.views import blp as zips_blp
     from leadsvc.signups.views import api_blp, pages
 
+    register_security_scheme(api)
     api.register_blueprint(api_blp)
     api.register_blueprint(zips_blp)
+    api.register_blueprint(dealer_blp)
+    api.register_blueprint(admin_blp)
     app.register_blueprint(pages)
 
 

@@ -95,9 +95,10 @@ def zips_load_command(source: str | None) -> None:
 
 
 def register_commands(app) -> None:
+    from leadsvc.auth.commands import COMMANDS as KEY_COMMANDS
     from leadsvc.dealers.commands import COMMANDS as DEALER_COMMANDS
 
-    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS):
+    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS, *KEY_COMMANDS):
         app.cli.add_command(command)
 
 

@@ -198,6 +198,16 @@ def import_dealers(session: Session, text: str, *, partial: bool = False,
                    progress: Progress | None = None) -> ImportReport:  # fmt: skip
     """Upsert dealers by code from CSV text; commit only if every row is valid (or `partial`)."""
     rows = list(_read_csv(text, REQUIRED_DEALER_COLUMNS, DEALER_COLUMNS))
+    return import_dealer_rows(session, rows, partial=partial, progress=progress)
+
+
+Rows = list[tuple[int, dict[str, str]]]
+
+
+def import_dealer_rows(
+    session: Session, rows: Rows, *, partial: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Upsert dealers from (line, {column: text}) rows, as the CSV import and the admin API give."""
     centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
     emails = EmailChecker()
     report = ImportReport()
@@ -254,6 +264,13 @@ def assign_territories(session: Session, text: str, *, partial: bool = False,
                        progress: Progress | None = None) -> ImportReport:  # fmt: skip
     """Assign ZIPs to dealers from CSV (`zip,dealer_code`); a new assignment replaces the old."""
     rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS))
+    return assign_territory_rows(session, rows, partial=partial, progress=progress)
+
+
+def assign_territory_rows(
+    session: Session, rows: Rows, *, partial: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Assign ZIPs to dealers from (line, {"zip", "dealer_code"}) rows."""
     centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
     codes = {row.get("dealer_code", "").upper() for _, row in rows}
     dealers = dict(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from leadsvc.db import utcnow
 from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
+from leadsvc.geo.distance_units import km_to_miles
 from leadsvc.geo.models import ZipCode
 from leadsvc.signups.models import Lead
 
@@ -81,7 +82,7 @@ def rebuild_routes(session: Session) -> RebuildReport:
     """Recompute the routing table from the active dealers and territories (caller commits)."""
     import numpy as np
 
-    from leadsvc.geo.distance import KM_PER_MILE, haversine_pairs_km
+    from leadsvc.geo.distance import haversine_pairs_km
 
     started = time.perf_counter()
     _lock_rebuilds(session)
@@ -131,7 +132,7 @@ def rebuild_routes(session: Session) -> RebuildReport:
     _write_routes(
         session,
         [
-            (z, d, r, km, None if km is None else round(km / KM_PER_MILE, 3))
+            (z, d, r, km, km_to_miles(km))
             for z, (d, r, km) in routes.items()
         ],
     )

@@ -6,7 +6,6 @@ Imported by the routing rebuild only; the request path never loads numpy.
 import numpy as np
 
 EARTH_RADIUS_KM = 6371.0088
-KM_PER_MILE = 1.609344
 
 
 def _haversine(lat1, lon1, lat2, lon2):

@@ -1,0 +1,152 @@
+"""A dealer's leads: the feed (pages that skip and repeat nothing), one lead, acknowledgement.
+
+Every query here is filtered by the calling dealer's id; a lead of another dealer, an unassigned
+lead and a missing id are indistinguishable. Leads awaiting double opt-in confirmation are not
+served; a withdrawn person's lead is served without its personal fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadsvc.db import utcnow
+from leadsvc.dealers.delivery import next_delivery_seq, settled_below
+from leadsvc.dealers.models import Dealer, LeadMove
+from leadsvc.geo.distance_units import km_to_miles
+from leadsvc.signups.models import Lead
+
+#: Consent states a dealer may see a lead in (a pending double opt-in is not yet a lead).
+SERVED_STATES = ("given", "confirmed", "withdrawn", "erased")
+#: States in which the person's personal fields are withheld.
+WITHHELD_STATES = ("withdrawn", "erased")
+PERSONAL_FIELDS = ("first_name", "last_name", "email", "interests", "source")
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    leads: list[dict[str, Any]]
+    next_position: tuple[int, int] | None
+
+
+def lead_record(lead: Lead) -> dict[str, Any]:
+    """What a dealer sees of a lead."""
+    withheld = lead.consent_status in WITHHELD_STATES
+    record = {
+        "id": lead.id,
+        "first_name": lead.first_name,
+        "last_name": lead.last_name,
+        "email": lead.email,
+        "zip": lead.zip5,
+        "zip4": lead.zip4,
+        "distance_km": lead.distance_km,
+        "distance_miles": km_to_miles(lead.distance_km),
+        "routing_reason": lead.routing_reason,
+        "consent": lead.consent_status,
+        "created_at": lead.created_at,
+        "acknowledged_at": lead.acknowledged_at,
+        "interests": lead.interests or [],
+        "source": lead.source,
+    }
+    if withheld:
+        record.update({name: None for name in PERSONAL_FIELDS})
+        record["interests"] = []
+        record["zip4"] = None
+    return record
+
+
+def _own(dealer_id: int):
+    return (Lead.dealer_id == dealer_id) & Lead.consent_status.in_(SERVED_STATES)
+
+
+def dealer_feed(session: Session, dealer_id: int, *, after: tuple[int, int] | None, limit: int,
+                since: datetime | None = None, only_new: bool = True) -> FeedPage:  # fmt: skip
+    """The dealer's leads in feed order (oldest first), after the cursor position `after`."""
+    query = sa.select(Lead).where(_own(dealer_id))
+    if only_new:
+        query = query.where(Lead.acknowledged_at.is_(None))
+    if since is not None:
+        query = query.where(Lead.created_at >= since)
+    horizon = settled_below(session)
+    if horizon is not None:
+        query = query.where(Lead.delivery_seq < horizon)
+    if after is not None:
+        query = query.where(sa.tuple_(Lead.delivery_seq, Lead.id) > sa.tuple_(*after))
+    rows = list(session.scalars(query.order_by(Lead.delivery_seq, Lead.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_position = (rows[-1].delivery_seq, rows[-1].id) if more else None
+    return FeedPage([lead_record(lead) for lead in rows], next_position)
+
+
+def dealer_lead(session: Session, dealer_id: int, lead_id: int) -> dict[str, Any] | None:
+    lead = session.scalar(sa.select(Lead).where(_own(dealer_id), Lead.id == lead_id))
+    return None if lead is None else lead_record(lead)
+
+
+def acknowledge(
+    session: Session, dealer_id: int, lead_ids: Iterable[int]
+) -> tuple[list[int], list[int]]:
+    """Mark the dealer's leads acknowledged (idempotent); returns (acknowledged, not found)."""
+    wanted = sorted(set(lead_ids))
+    owned = set(session.scalars(sa.select(Lead.id).where(_own(dealer_id), Lead.id.in_(wanted))))
+    if owned:
+        session.execute(
+            sa.update(Lead)
+            .where(Lead.id.in_(owned), Lead.acknowledged_at.is_(None))
+            .values(acknowledged_at=utcnow())
+        )
+    session.commit()
+    return sorted(owned), [lead_id for lead_id in wanted if lead_id not in owned]
+
+
+def reassign_lead(session: Session, lead_id: int, dealer_code: str | None) -> Lead:
+    """Move a lead to a dealer (or back to the unassigned pool) by hand; the move is recorded."""
+    lead = session.scalar(sa.select(Lead).where(Lead.id == lead_id).with_for_update())
+    if lead is None:
+        raise LookupError(f"no lead {lead_id}")
+    dealer_id = None
+    if dealer_code is not None:
+        dealer_id = session.scalar(
+            sa.select(Dealer.id).where(Dealer.code == dealer_code.upper(), Dealer.active)
+        )
+        if dealer_id is None:
+            raise ValueError(f"no active dealer with code {dealer_code.upper()}")
+    if lead.dealer_id == dealer_id:
+        return lead
+    session.add(LeadMove(lead_id=lead.id, from_dealer_id=lead.dealer_id, to_dealer_id=dealer_id,
+                         reason="admin_reassigned", moved_at=utcnow()))  # fmt: skip
+    dialect = session.get_bind().dialect.name
+    session.execute(
+        sa.update(Lead)
+        .where(Lead.id == lead.id)
+        .values(
+            dealer_id=dealer_id,
+            routing_reason="manual" if dealer_id else "unassigned",
+            distance_km=None,
+            acknowledged_at=None,
+            delivery_seq=next_delivery_seq(dialect),
+        )
+    )
+    session.commit()
+    session.refresh(lead)
+    return lead
+
+
+def unassigned_leads(
+    session: Session, *, after: int | None, limit: int
+) -> tuple[list[dict], int | None]:
+    """The unassigned pool (admin view), oldest first, paged by id."""
+    query = sa.select(Lead).where(Lead.dealer_id.is_(None))
+    if after is not None:
+        query = query.where(Lead.id > after)
+    rows = list(session.scalars(query.order_by(Lead.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [lead_record(lead) for lead in rows], rows[-1].id if more else None

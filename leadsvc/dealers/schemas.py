@@ -1,0 +1,141 @@
+"""Schemas of the dealer and admin APIs."""
+
+from marshmallow import Schema, fields, validate
+
+from leadsvc.dealers.leads import MAX_PAGE
+
+FORMATS = ("json", "csv", "adf")
+
+
+class FeedQuerySchema(Schema):
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+    since = fields.AwareDateTime(
+        default_timezone=None, metadata={"description": "Only leads created at or after this time"}
+    )
+    status = fields.String(
+        load_default="new",
+        validate=validate.OneOf(["new", "all"]),
+        metadata={"description": "new: not yet acknowledged (default); all"},
+    )
+    format = fields.String(
+        validate=validate.OneOf(FORMATS),
+        metadata={"description": "json (default), csv or adf; or choose by the Accept header"},
+    )
+
+
+class DealerLeadSchema(Schema):
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    zip = fields.String()
+    zip4 = fields.String(allow_none=True)
+    distance_km = fields.Float(allow_none=True)
+    distance_miles = fields.Float(allow_none=True)
+    routing_reason = fields.String(metadata={"description": "territory, nearest or manual"})
+    consent = fields.String(metadata={"description": "given, confirmed, withdrawn or erased"})
+    created_at = fields.DateTime()
+    acknowledged_at = fields.DateTime(allow_none=True)
+    interests = fields.List(fields.String())
+    source = fields.String(allow_none=True)
+
+
+class FeedSchema(Schema):
+    leads = fields.List(fields.Nested(DealerLeadSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AckSchema(Schema):
+    lead_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_PAGE),
+    )
+
+
+class AckReplySchema(Schema):
+    acknowledged = fields.List(fields.Integer())
+    not_found = fields.List(fields.Integer())
+
+
+class PageQuerySchema(Schema):
+    cursor = fields.String()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+
+
+class LeadPageSchema(Schema):
+    leads = fields.List(fields.Nested(DealerLeadSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class DealerSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    street = fields.String()
+    city = fields.String()
+    state = fields.String()
+    zip = fields.String(attribute="zip5")
+    phone = fields.String()
+    lead_email = fields.String()
+    webhook_url = fields.String(allow_none=True)
+    has_webhook_secret = fields.Method("_has_secret")
+    latitude = fields.Float()
+    longitude = fields.Float()
+    coordinates_from = fields.String()
+    active = fields.Boolean()
+
+    def _has_secret(self, dealer) -> bool:
+        return bool(dealer.webhook_secret)
+
+
+class DealerListSchema(Schema):
+    dealers = fields.List(fields.Nested(DealerSchema))
+
+
+class DealerUpsertSchema(Schema):
+    """A dealer as the import file has it (all values as text; the import validates them)."""
+
+    name = fields.String(required=True)
+    street = fields.String(required=True)
+    city = fields.String(required=True)
+    state = fields.String(required=True)
+    zip = fields.String(required=True)
+    phone = fields.String(required=True)
+    lead_email = fields.String(required=True)
+    webhook_url = fields.String(load_default="")
+    webhook_secret = fields.String(load_default="", load_only=True)
+    latitude = fields.Float(load_default=None, allow_none=True)
+    longitude = fields.Float(load_default=None, allow_none=True)
+
+
+class RowOutcomeSchema(Schema):
+    line = fields.Integer()
+    key = fields.String()
+    action = fields.String()
+    reason = fields.String(allow_none=True)
+
+
+class ImportReplySchema(Schema):
+    applied = fields.Boolean()
+    rows = fields.List(fields.Nested(RowOutcomeSchema))
+    routing_version = fields.Integer(allow_none=True)
+
+
+class TerritorySchema(Schema):
+    zip = fields.String(required=True)
+    dealer_code = fields.String(required=True)
+
+
+class TerritoriesSchema(Schema):
+    assignments = fields.List(
+        fields.Nested(TerritorySchema), required=True, validate=validate.Length(min=1, max=50_000)
+    )
+
+
+class ReassignSchema(Schema):
+    dealer_code = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: back to the unassigned pool"},
+    )
