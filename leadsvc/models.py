@@ -5,10 +5,11 @@ from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.models import ZipCode
+from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
 from leadsvc.signups.models import Lead
 
 __all__ = [
     "ApiKey",
-    "Base", "ConsentEvent", "ConsentText", "Dealer", "Lead", "LeadMove", "RoutingVersion",
-    "Territory", "ZipCode", "ZipRoute",
+    "Base", "ConsentEvent", "ConsentText", "Dealer", "Lead", "LeadMove", "OutboxAttempt",
+    "OutboxMessage", "RoutingVersion", "Territory", "ZipCode", "ZipRoute",
 ]

@@ -8,6 +8,7 @@ generated secret key under `instance/`.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,14 @@ from pathlib import Path
 DEFAULT_INSTANCE_PATH = "instance"
 #: email-validator's DNS checks must never hold a signup for longer than this.
 MAX_DNS_TIMEOUT_SECONDS = 3.0
+#: The brand's postal address, printed in every email to a person (CAN-SPAM).
+DEFAULT_POSTAL_ADDRESS = "MINI USA, 300 Chestnut Ridge Road, Woodcliff Lake, NJ 07677"
+DEFAULT_MAIL_FROM = "MINI USA <stay-in-the-loop@newsletter.example.com>"
+DEFAULT_LIST_ID = "stay-in-the-loop.newsletter.example.com"
+DEFAULT_UNSUBSCRIBE_MAILTO = "unsubscribe@newsletter.example.com"
+#: Seconds between the tries of an outbound job (one more try than intervals).
+DEFAULT_RETRY_INTERVALS = (30, 120, 600, 3600)
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
 class SettingsError(ValueError):
@@ -53,6 +62,29 @@ def _optional(environ: Mapping[str, str], name: str) -> str | None:
     return raw or None
 
 
+def _intervals(environ: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = _optional(environ, name)
+    if raw is None:
+        return DEFAULT_RETRY_INTERVALS
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated whole seconds, not {raw!r}") from None
+    if not 1 <= len(values) <= 20 or not all(0 < value <= 86_400 for value in values):
+        raise SettingsError(f"{name} must list 1 to 20 intervals of 1 to 86400 seconds")
+    return values
+
+
+def _mailbox(environ: Mapping[str, str], name: str, default: str) -> str:
+    from email.utils import parseaddr
+
+    value = _optional(environ, name) or default
+    address = parseaddr(value)[1]
+    if "@" not in address or any(ch in value for ch in "\r\n"):
+        raise SettingsError(f"{name} must be an email address (optionally 'Name <address>')")
+    return value
+
+
 def _embedded_secret_key(instance_path: Path) -> str:
     """Read the embedded default's secret key from `instance/`, generating it on first use."""
     key_file = instance_path / "secret_key"
@@ -82,6 +114,17 @@ class Settings:
     proxy_count: int = 0
     zip_source: str = "offline"
     log_level: str = "INFO"
+    double_opt_in: bool = False
+    brand_postal_address: str = DEFAULT_POSTAL_ADDRESS
+    mail_from: str = DEFAULT_MAIL_FROM
+    list_id: str = DEFAULT_LIST_ID
+    unsubscribe_mailto: str = DEFAULT_UNSUBSCRIBE_MAILTO
+    job_timeout: int = 60
+    job_retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
+    smtp_timeout: float = 20.0
+    webhook_timeout: float = 5.0
+    confirm_link_days: int = 7
+    confirm_emails_per_day: int = 3
 
     @property
     def zip_data_dir(self) -> Path:
@@ -91,6 +134,16 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Without SMTP_URL, outbound email is written here as .eml files."""
+        return self.instance_path / "mail"
+
+    @property
+    def max_attempts(self) -> int:
+        """Tries of one outbound job: the first and one per retry interval."""
+        return len(self.job_retry_intervals) + 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,13 +176,29 @@ class Settings:
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
 
+        smtp_url = _optional(env, "SMTP_URL")
+        if smtp_url is not None and smtp_url.split("://", 1)[0] not in SMTP_SCHEMES:
+            raise SettingsError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+        redis_url = _optional(env, "REDIS_URL")
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+
+        job_timeout = int(_number(env, "JOB_TIMEOUT", 60, 2, 3600))
+        smtp_timeout = _number(env, "SMTP_TIMEOUT", 20, 1, 600)
+        webhook_timeout = _number(env, "WEBHOOK_TIMEOUT", 5, 1, 600)
+        if max(smtp_timeout, webhook_timeout) >= job_timeout:
+            raise SettingsError("JOB_TIMEOUT must be longer than SMTP_TIMEOUT and WEBHOOK_TIMEOUT")
+        list_id = _optional(env, "LIST_ID") or DEFAULT_LIST_ID
+        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", list_id):
+            raise SettingsError("LIST_ID must look like a host name (list-label.example.com)")
+
         return cls(
             database_url=database_url,
             secret_key=secret_key,
             instance_path=instance_path,
             embedded=embedded,
-            redis_url=_optional(env, "REDIS_URL"),
-            smtp_url=_optional(env, "SMTP_URL"),
+            redis_url=redis_url,
+            smtp_url=smtp_url,
             public_base_url=public_base_url,
             email_check_deliverability=_flag(env, "EMAIL_CHECK_DELIVERABILITY", False),
             email_dns_timeout=_number(
@@ -138,6 +207,17 @@ class Settings:
             proxy_count=int(_number(env, "PROXY_COUNT", 0, 0, 5)),
             zip_source=zip_source,
             log_level=log_level,
+            double_opt_in=_flag(env, "DOUBLE_OPT_IN", False),
+            brand_postal_address=_optional(env, "BRAND_POSTAL_ADDRESS") or DEFAULT_POSTAL_ADDRESS,
+            mail_from=_mailbox(env, "MAIL_FROM", DEFAULT_MAIL_FROM),
+            list_id=list_id,
+            unsubscribe_mailto=_mailbox(env, "UNSUBSCRIBE_MAILTO", DEFAULT_UNSUBSCRIBE_MAILTO),
+            job_timeout=job_timeout,
+            job_retry_intervals=_intervals(env, "JOB_RETRY_INTERVALS"),
+            smtp_timeout=smtp_timeout,
+            webhook_timeout=webhook_timeout,
+            confirm_link_days=int(_number(env, "CONFIRM_LINK_DAYS", 7, 1, 90)),
+            confirm_emails_per_day=int(_number(env, "CONFIRM_EMAILS_PER_DAY", 3, 1, 10)),
         )
 
 

@@ -29,7 +29,8 @@ class Lead(Base):
     source: Mapped[str | None] = mapped_column(sa.String(2048))
     utm: Mapped[dict[str, Any] | None] = mapped_column(Json)
     interests: Mapped[list[str] | None] = mapped_column(Json)
-    #: given | confirmed | withdrawn; the consent events table holds the proof.
+    #: given | pending (awaiting confirmation) | confirmed | withdrawn; the consent events
+    #: table holds the proof. Only given and confirmed leads are mailed and passed to dealers.
     consent_status: Mapped[str] = mapped_column(sa.String(16))
     consent_text_version: Mapped[int] = mapped_column(
         sa.ForeignKey("consent_texts.version")
@@ -45,5 +46,9 @@ class Lead(Base):
     delivery_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     #: When the dealer acknowledged the lead; acknowledged leads are never moved.
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the person last confirmed by the emailed link (double opt-in, re-consent).
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the person last unsubscribed: the address is suppressed until it confirms again.
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Outbound jobs: the outbox, its relay to rq, the job functions and the in-process drainer."""
