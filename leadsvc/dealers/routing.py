@@ -53,6 +53,8 @@ class RoutingTable:
         self._km = array("d", [math.nan]) * size
         self._miles = array("d", [math.nan]) * size
         self._routed = 0
+        #: Route objects built so far (at most one per routed ZIP, a few MB at worst).
+        self._built: dict[str, Route] = {}
 
     def __len__(self) -> int:
         return self._routed
@@ -69,13 +71,17 @@ class RoutingTable:
 
     def route_for_zip(self, zip5: str) -> Route | None:
         """The dealer that gets this ZIP's leads, or None (the lead goes to the unassigned pool)."""
+        route = self._built.get(zip5)
+        if route is not None:
+            return route
         row = self._directory.row_of(zip5)
         if row is None or self._dealer[row] == _NO_DEALER:
             return None
         dealer_id = self._dealer[row]
         code, name = self._dealers[dealer_id]
-        return Route(dealer_id, code, name, _REASONS[self._reason[row]],
+        route = self._built[zip5] = Route(dealer_id, code, name, _REASONS[self._reason[row]],
                      _optional(self._km[row]), _optional(self._miles[row]))  # fmt: skip
+        return route
 
     @classmethod
     def from_database(cls, session: Session, directory: ZipDirectory) -> RoutingTable:
@@ -105,12 +111,8 @@ class _RoutingCache:
         self.checked_at = 0.0
         self.lock = threading.Lock()
 
-    def fresh(self, force_check: bool) -> bool:
-        return (
-            self.table is not None
-            and not force_check
-            and time.monotonic() - self.checked_at < REFRESH_SECONDS
-        )
+    def fresh(self) -> bool:
+        return self.table is not None and time.monotonic() - self.checked_at < REFRESH_SECONDS
 
 
 _EXTENSION_KEY = "leadsvc.routing"
@@ -121,11 +123,13 @@ def routing_table(app: Flask | None = None, *, force_check: bool = False) -> Rou
     from leadsvc.extensions import db
 
     app = app or current_app._get_current_object()
-    cache: _RoutingCache = app.extensions.setdefault(_EXTENSION_KEY, _RoutingCache())
-    if cache.fresh(force_check):
+    cache: _RoutingCache | None = app.extensions.get(_EXTENSION_KEY)
+    if cache is None:
+        cache = app.extensions.setdefault(_EXTENSION_KEY, _RoutingCache())
+    if not force_check and cache.fresh():
         return cache.table
     with cache.lock:
-        if cache.fresh(force_check):
+        if not force_check and cache.fresh():
             return cache.table
         directory = zip_directory(app)
         with db.sessionmaker(app)() as session:
