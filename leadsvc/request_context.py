@@ -8,6 +8,7 @@ import uuid
 from flask import Flask, g, request
 
 from leadsvc.consent.service import ConsentContext
+from leadsvc.input_bounds import without_controls
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -26,12 +27,10 @@ def _echo_request_id(response):
 
 def consent_context(source_url: str | None) -> ConsentContext:
     """How this request gave consent (client address after ProxyFix, browser, page, request id)."""
-    user_agent = request.headers.get("User-Agent")
-    page = source_url or request.referrer
     return ConsentContext(
         ip=request.remote_addr,
-        user_agent=user_agent[:512] if user_agent else None,
-        source_url=page[:2048] if page else None,
+        user_agent=without_controls(request.headers.get("User-Agent"), 512),
+        source_url=source_url or without_controls(request.referrer, 2048),
         request_id=g.get("request_id"),
     )
 
