@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from leadsvc import request_context
+from leadsvc import jobs, request_context
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
 from leadsvc.settings import Settings
@@ -56,12 +56,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         dns_timeout=settings.email_dns_timeout,
     )
     request_context.init_app(app)
+    jobs.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from leadsvc.auth import register_security_scheme
     from leadsvc.dealers.api import admin_blp, dealer_blp
     from leadsvc.geo.views import blp as zips_blp
+    from leadsvc.outbound.views import pages as outbound_pages
     from leadsvc.signups.views import api_blp, pages
 
     register_security_scheme(api)
@@ -70,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(dealer_blp)
     api.register_blueprint(admin_blp)
     app.register_blueprint(pages)
+    app.register_blueprint(outbound_pages)
 
 
 def register_commands(app: Flask) -> None:

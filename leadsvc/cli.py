@@ -29,16 +29,19 @@ def serve_command(host: str, port: int) -> None:
     """Migrate the database, load reference data, and serve the form and the API."""
     from werkzeug.serving import make_server
 
+    from leadsvc.jobs import start_in_process_delivery
     from leadsvc.release import prepare_database
 
     app = current_app._get_current_object()
     settings = app.config["LEADSVC_SETTINGS"]
     report = prepare_database(app)
+    in_process = start_in_process_delivery(app)
     server = make_server(host, port, app, threaded=True)
     database = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
+    delivery = "emails and dealer notifications sent in-process" if in_process else "jobs on rq"
     click.echo(
         f"leadsvc: {database}, {report.zip_codes} ZIP codes, {report.dealers} dealers"
-        f"{' (demo directory loaded)' if report.demo_dealers_loaded else ''}; "
+        f"{' (demo directory loaded)' if report.demo_dealers_loaded else ''}; {delivery}; "
         f"the form is at http://{host}:{server.server_port}/ (Ctrl-C stops)"
     )
     try:
@@ -97,8 +100,10 @@ def zips_load_command(source: str | None) -> None:
 def register_commands(app) -> None:
     from leadsvc.auth.commands import COMMANDS as KEY_COMMANDS
     from leadsvc.dealers.commands import COMMANDS as DEALER_COMMANDS
+    from leadsvc.jobs.commands import COMMANDS as JOB_COMMANDS
 
-    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS, *KEY_COMMANDS):
+    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS, *KEY_COMMANDS,
+                    *JOB_COMMANDS):  # fmt: skip
         app.cli.add_command(command)
 
 

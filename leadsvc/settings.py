@@ -44,7 +44,9 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def _number(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -157,8 +159,8 @@ class Settings:
         if secret_key is None:
             if not embedded:
                 raise SettingsError(
-                    "SECRET_KEY is required when DATABASE_URL is set: "
-                    "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                    "SECRET_KEY is required when DATABASE_URL is set: generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
                 )
             secret_key = _embedded_secret_key(instance_path)
         elif len(secret_key) < 32:

@@ -1,6 +1,9 @@
-"""Capturing a signup: one transaction that upserts the lead and appends its consent event.
+"""Capturing a signup: one transaction that upserts the lead, appends its consent event and
+writes the outbox rows for the emails and dealer notifications it needs.
 
 Plain Python over a session, shared by the JSON API, the HTML form and (later) jobs and the CLI.
+The outbox rows are handed to rq (or the in-process drainer) after the commit, by the session's
+after-commit hook (`leadsvc.jobs.dispatch`); if Redis is down the relay enqueues them later.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,14 +23,17 @@ from leadsvc.db import utcnow
 from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
+from leadsvc.outbound.subscription import plan_after_signup, status_after_signup
+from leadsvc.settings import Settings
 from leadsvc.signups.email_address import CheckedEmail
 from leadsvc.signups.models import Lead
 
 log = logging.getLogger(__name__)
 
-#: Columns a repeat signup overwrites; everything else (id, created_at) stays.
+#: Columns a repeat signup overwrites; everything else (id, created_at) stays. The consent
+#: status is decided from the stored one after the upsert (see `status_after_signup`).
 _REFRESHED_ON_REPEAT = (
-    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "consent_status",
+    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4",
     "consent_text_version", "updated_at",
 )  # fmt: skip
 #: Attribution a repeat signup adds to but never erases (a later signup without UTM keeps them).
@@ -60,8 +67,12 @@ class SignupResult:
     dealer_id: int | None = None
 
 
-def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
-    """Insert the lead or refresh the existing one with the same email key, in one statement."""
+def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
+    """Insert the lead or refresh the existing one with the same email key, in one statement.
+
+    Returns the lead's id, signup count (1: just inserted), stored consent status and dealer;
+    the row stays locked (PostgreSQL) or the database write-locked (SQLite) until the commit.
+    """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Lead).values(**values, delivery_seq=next_delivery_seq(dialect))
@@ -77,8 +88,8 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> int:
     refreshed["signup_count"] = old.signup_count + 1
     statement = statement.on_conflict_do_update(
         index_elements=[Lead.email_key], set_=refreshed
-    ).returning(Lead.id)
-    return session.execute(statement).scalar_one()
+    ).returning(Lead.id, Lead.signup_count, Lead.consent_status, Lead.dealer_id)
+    return session.execute(statement).one()
 
 
 def _consent_text_version(session: Session, shown: int | None) -> int:
@@ -91,16 +102,26 @@ def _consent_text_version(session: Session, shown: int | None) -> int:
 
 
 def capture_signup(
-    session: Session, signup: Signup, context: ConsentContext, routes: RoutingTable
+    session: Session,
+    signup: Signup,
+    context: ConsentContext,
+    routes: RoutingTable,
+    *,
+    settings: Settings | None = None,
 ) -> SignupResult:
-    """Store the routed lead and its consent event, and commit; the same for new and known emails.
+    """Store the routed lead, its consent event and its outbox rows, and commit; the same for
+    new and known emails.
 
-    The lead goes to the dealer `routes` names for its ZIP, or to the unassigned pool.
+    The lead goes to the dealer `routes` names for its ZIP, or to the unassigned pool. `settings`
+    (default: the current app's) says whether double opt-in is on.
     """
+    if settings is None and has_app_context():
+        settings = current_app.config["LEADSVC_SETTINGS"]
+    double_opt_in = settings.double_opt_in if settings else False
     text_version = _consent_text_version(session, signup.consent_text_version)
     route = routes.route_for_zip(signup.zip.zip5)
     now = utcnow()
-    lead_id = _upsert_lead(
+    stored = _upsert_lead(
         session,
         {
             "email": signup.email.normalized,
@@ -113,7 +134,7 @@ def capture_signup(
             "source": signup.source,
             "utm": signup.utm,
             "interests": signup.interests,
-            "consent_status": "given",
+            "consent_status": status_after_signup(None, double_opt_in),
             "consent_text_version": text_version,
             "signup_count": 1,
             "dealer_id": route.dealer_id if route else None,
@@ -124,6 +145,11 @@ def capture_signup(
             "updated_at": now,
         },
     )
+    lead_id = stored.id
+    previous = None if stored.signup_count == 1 else stored.consent_status
+    status = status_after_signup(previous, double_opt_in)
+    if status != stored.consent_status:
+        session.execute(sa.update(Lead).where(Lead.id == lead_id).values(consent_status=status))
     record_consent(
         session,
         lead_id=lead_id,
@@ -132,8 +158,13 @@ def capture_signup(
         text_version=text_version,
         context=context,
     )
+    plan_after_signup(
+        session, lead_id, previous=previous, status=status, dealer_id=stored.dealer_id,
+        confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
+    )  # fmt: skip
     session.commit()
-    log.info("signup stored", extra={"lead_id": lead_id, "routing": route.reason if route else "unassigned"})
+    routing = route.reason if route else "unassigned"
+    log.info("signup stored", extra={"lead_id": lead_id, "routing": routing})
     return SignupResult(
         lead_id=lead_id,
         suggestion=signup.email.suggestion,

@@ -1,0 +1,99 @@
+"""The embedded default without Redis: a background thread in the web process drains the outbox.
+
+It runs the same `run_delivery` as the rq job over the same rows: due pending rows, oldest first,
+one at a time; retries wait for their `next_attempt_at`, and tries whose lease ran out (the
+process was killed) are settled as the relay would. A commit that writes outbox rows wakes it at
+once; otherwise it looks every `POLL_SECONDS`. Several processes may each run one: the row lock
+in `run_delivery` keeps them from sending a message twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadsvc.extensions import db
+from leadsvc.jobs.outbox import due_pending, reclaim_expired
+from leadsvc.jobs.tasks import IN_PROCESS, run_delivery
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+_KEY = "leadsvc.outbox_drainer"
+_starting = threading.Lock()
+
+
+class OutboxDrainer:
+    """A daemon thread delivering the app's outbox; `wake()` after a commit, `stop()` to end."""
+
+    def __init__(self, app: Flask, poll_seconds: float = POLL_SECONDS):
+        self.app = app
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-drainer", daemon=True)
+
+    def start(self) -> OutboxDrainer:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.drain_once()
+            except SQLAlchemyError as error:
+                log.warning("outbox drainer: database unavailable (%s)", type(error).__name__)
+            self._wake.wait(self.poll_seconds)
+
+    def drain_once(self) -> int:
+        """Settle expired tries, then deliver every due pending row; returns how many were tried."""
+        settings = self.app.config["LEADSVC_SETTINGS"]
+        with db.sessionmaker(self.app)() as session:
+            reclaim_expired(session, settings.max_attempts)
+        tried, after_id = 0, 0
+        while not self._stop.is_set():
+            with db.sessionmaker(self.app)() as session:
+                batch = [row.id for row in due_pending(session, limit=50, after_id=after_id)]
+            if not batch:
+                return tried
+            for outbox_id in batch:
+                if self._stop.is_set():
+                    break
+                after_id = outbox_id
+                tried += 1
+                try:
+                    run_delivery(self.app, outbox_id, runner=IN_PROCESS)
+                except Exception as error:  # already recorded on the row; the next pass retries
+                    log.warning("outbox %d: try failed (%s)", outbox_id, type(error).__name__)
+        return tried
+
+
+def running_drainer(app: Flask) -> OutboxDrainer | None:
+    return app.extensions.get(_KEY)
+
+
+def start_drainer(app: Flask, poll_seconds: float = POLL_SECONDS) -> OutboxDrainer:
+    """Start the app's drainer (once per process)."""
+    with _starting:
+        drainer = app.extensions.get(_KEY)
+        if drainer is None:
+            drainer = app.extensions[_KEY] = OutboxDrainer(app, poll_seconds).start()
+    return drainer
+
+
+def stop_drainer(app: Flask) -> None:
+    drainer = app.extensions.pop(_KEY, None)
+    if drainer is not None:
+        drainer.stop()

@@ -1,0 +1,67 @@
+"""rq plumbing: Redis connections, the outbound queue, and enqueueing one outbox row.
+
+Every job is `leadsvc.jobs.tasks.deliver(outbox_id)` on the `outbound` queue with the JSON
+serializer, an explicit timeout, `Retry` with growing intervals, and `unique=True` on the job id
+`outbox-<id>.<generation>`, so enqueueing the same row twice (the request and the relay racing)
+leaves one job.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+from leadsvc.jobs.outbox import QueuedRow
+
+QUEUE_NAME = "outbound"
+JOB_FUNCTION = "leadsvc.jobs.tasks.deliver"
+#: The request path waits at most this long for Redis (connect, then each reply).
+REQUEST_CONNECT_TIMEOUT = 0.25
+REQUEST_SOCKET_TIMEOUT = 0.5
+#: Failed jobs stay inspectable in rq this long; the outbox keeps its own record regardless.
+FAILURE_TTL = 7 * 86_400
+
+
+def request_redis(url: str) -> redis.Redis:
+    """A client for the request path: short timeouts and no retries (the relay is the retry)."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REQUEST_CONNECT_TIMEOUT,
+        socket_timeout=REQUEST_SOCKET_TIMEOUT,
+        retry=RedisRetry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+
+
+def worker_redis(url: str) -> redis.Redis:
+    """A client for the worker and the relay, which may wait for Redis."""
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def outbound_queue(connection: redis.Redis, job_timeout: int) -> Queue:
+    return Queue(
+        QUEUE_NAME, connection=connection, serializer=JSONSerializer, default_timeout=job_timeout
+    )
+
+
+def enqueue(queue: Queue, row: QueuedRow, settings) -> bool:
+    """Put one outbox row on rq; False if a job with its id already exists (nothing to do)."""
+    try:
+        queue.enqueue(
+            JOB_FUNCTION,
+            row.id,
+            job_id=row.job_id,
+            unique=True,
+            job_timeout=settings.job_timeout,
+            retry=Retry(max=len(settings.job_retry_intervals),
+                        interval=list(settings.job_retry_intervals)),  # fmt: skip
+            failure_ttl=FAILURE_TTL,
+            description=f"deliver outbox {row.id} ({row.kind})",
+        )
+    except DuplicateJobError:
+        return False
+    return True

@@ -1,0 +1,125 @@
+"""The relay (`leadsvc relay`, a Procfile process): makes rq hold a job for every open outbox row.
+
+Redis is only the delivery path and may lose everything (a restart without persistence, a
+failover). Each pass, the relay:
+
+1. settles tries whose lease ran out (their worker was killed): back to pending under a new
+   generation, or `unknown` when an email had already been handed over (never resent by itself);
+2. enqueues every due pending row whose current job does not exist in Redis (never enqueued
+   because Redis was down at signup, or lost since);
+3. re-enqueues, under a new generation, due pending rows whose job ended without settling the row
+   (for instance the database was down while the job ran, until rq gave up).
+
+Rows whose job is queued, scheduled (waiting for a retry) or started are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import redis
+from flask import Flask
+from rq.job import Job, JobStatus
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadsvc.db import utcnow
+from leadsvc.extensions import db
+from leadsvc.jobs.outbox import (
+    FAILED,
+    PENDING,
+    QueuedRow,
+    due_pending,
+    lock_message,
+    reclaim_expired,
+)
+from leadsvc.jobs.queue import enqueue, outbound_queue
+
+log = logging.getLogger(__name__)
+
+#: A row re-enqueued this many times without settling is given up on (status failed, kept).
+MAX_GENERATIONS = 20
+_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+
+
+@dataclass
+class RelayReport:
+    reclaimed: int = 0
+    enqueued: int = 0
+    given_up: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.reclaimed or self.enqueued or self.given_up)
+
+
+def _job_statuses(connection: redis.Redis, job_ids: list[str]) -> list[str | None]:
+    with connection.pipeline(transaction=False) as pipeline:
+        for job_id in job_ids:
+            pipeline.hget(Job.key_for(job_id), "status")
+        return [value.decode() if value else None for value in pipeline.execute()]
+
+
+def _next_generation(app: Flask, outbox_id: int, seen: int) -> QueuedRow | str:
+    """Move a pending row to its next job generation; "settled" if it no longer needs one,
+    "given up" if too many jobs ended without settling it (it is failed, and kept)."""
+    with db.sessionmaker(app)() as session:
+        row = lock_message(session, outbox_id)
+        if row is None or row.status != PENDING or row.generation != seen:
+            session.rollback()
+            return "settled"
+        if row.generation >= MAX_GENERATIONS:
+            row.status = FAILED
+            row.last_error = f"given up after {row.generation} jobs ended without settling it"
+            row.updated_at = utcnow()
+            session.commit()
+            return "given up"
+        row.generation += 1
+        queued = QueuedRow(row.id, row.kind, row.generation)
+        session.commit()
+        return queued
+
+
+def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
+    """One pass over the outbox (see the module docstring)."""
+    settings = app.config["LEADSVC_SETTINGS"]
+    queue = outbound_queue(connection, settings.job_timeout)
+    report = RelayReport()
+    with db.sessionmaker(app)() as session:
+        report.reclaimed = len(reclaim_expired(session, settings.max_attempts))
+    after_id = 0
+    while True:
+        with db.sessionmaker(app)() as session:
+            rows = [QueuedRow(r.id, r.kind, r.generation)
+                    for r in due_pending(session, limit=500, after_id=after_id)]  # fmt: skip
+        if not rows:
+            return report
+        after_id = rows[-1].id
+        statuses = _job_statuses(connection, [r.job_id for r in rows])
+        for row, status in zip(rows, statuses, strict=True):
+            if status in _WAITING:
+                continue
+            if status is not None:  # the job ended but the row is still pending
+                row = _next_generation(app, row.id, row.generation)
+                if row == "given up":
+                    report.given_up += 1
+                if isinstance(row, str):
+                    continue
+            report.enqueued += enqueue(queue, row, settings)
+
+
+def run_relay(app: Flask, connection: redis.Redis, interval: float,
+              stop: threading.Event | None = None) -> None:  # fmt: skip
+    """Relay every `interval` seconds until `stop` is set; outages are logged and waited out."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        try:
+            report = relay_once(app, connection)
+            if report:
+                log.info("relay: %d tries reclaimed, %d jobs enqueued, %d rows given up",
+                         report.reclaimed, report.enqueued, report.given_up)  # fmt: skip
+        except redis.exceptions.RedisError as error:
+            log.warning("relay: redis unavailable (%s)", type(error).__name__)
+        except SQLAlchemyError as error:
+            log.warning("relay: database unavailable (%s)", type(error).__name__)
+        stop.wait(interval)

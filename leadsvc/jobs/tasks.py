@@ -1,0 +1,216 @@
+"""The rq job: deliver one outbox row. It takes the row's id and opens its own sessions.
+
+One run of `run_delivery`:
+
+1. claim: lock the row; if it is final, or another try holds a live claim, record a
+   `duplicate` attempt and stop (a job delivered twice never sends twice). Otherwise count the
+   try, mark the row `sending` with a lease (job timeout + margin), record a `running` attempt,
+   and commit before anything leaves the process.
+2. build the email or webhook from the lead and dealer as they are now.
+3. hand off: just before the point of no return (the final "." of SMTP DATA, the rename of the
+   .eml file, the webhook request) lock the row again, check the claim is still this try's and
+   mark it `handed_off`, committed. A try that lost its claim (it ran past its lease and another
+   took over) stops here without sending.
+4. finish: `sent`; or, for a definite failure, back to `pending` with the next try's time
+   (rq's Retry runs it) or `failed` when the tries are used up or the failure is permanent; or
+   `unknown` when the connection broke after the hand-off (the email may have arrived: never
+   resent by itself). The exception is re-raised so rq records the failure too.
+
+A process that dies mid-try leaves the row `sending` or `handed_off`; when the lease has run out
+the relay (or the next run of this job) decides as `leadsvc.jobs.outbox.interrupt` describes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from rq import get_current_job
+from sqlalchemy.orm import Session
+
+from leadsvc.db import utcnow
+from leadsvc.extensions import db
+from leadsvc.jobs.models import OutboxAttempt
+from leadsvc.jobs.outbox import (
+    DEALER_KINDS,
+    DEALER_WEBHOOK,
+    FAILED,
+    FINAL,
+    HANDED_OFF,
+    IN_FLIGHT,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNKNOWN,
+    interrupt,
+    lease_until,
+    lock_message,
+    retry_delay,
+)
+from leadsvc.outbound.delivery import build, skip_reason, transmit
+from leadsvc.outbound.mail import DeliveryError, UncertainDelivery, redact
+from leadsvc.outbound.subscription import notify_dealer
+from leadsvc.signups.models import Lead
+
+log = logging.getLogger(__name__)
+
+IN_PROCESS = "in-process"
+
+
+class LostClaim(Exception):
+    """This try ran past its lease and another took the row over: it must not send."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    outbox_id: int
+    kind: str
+    lead_id: int
+    dealer_id: int | None
+    number: int
+    attempt_id: int
+
+
+def deliver(outbox_id: int) -> str:
+    """The rq job function (the worker runs it inside the app context)."""
+    job = get_current_job()
+    return run_delivery(current_app._get_current_object(), outbox_id,
+                        runner=job.id if job else IN_PROCESS)  # fmt: skip
+
+
+def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
+    """Deliver one outbox row at most once per try; returns the outcome, raises on failure."""
+    settings = app.config["LEADSVC_SETTINGS"]
+    sessions = db.sessionmaker(app)
+    with sessions() as session:
+        claim, outcome = _claim(session, settings, outbox_id, runner)
+    if claim is None:
+        log.info("outbox %d: %s, nothing sent", outbox_id, outcome)
+        return outcome
+
+    def handed_off() -> None:
+        with sessions() as session:
+            row = lock_message(session, claim.outbox_id)
+            if row is None or row.status != SENDING or row.attempts != claim.number:
+                session.rollback()
+                raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
+            row.status = HANDED_OFF
+            session.commit()
+
+    try:
+        with app.app_context(), sessions() as session:  # the email templates need the app
+            outgoing = build(settings, session, claim.outbox_id, claim.kind, claim.lead_id,
+                             claim.dealer_id)  # fmt: skip
+        transmit(settings, outgoing, handed_off)
+    except Exception as error:  # recorded, then re-raised for rq (or the drainer) to see
+        with sessions() as session:
+            status = _record_failure(session, settings, claim, error)
+        log.warning("outbox %d %s: try %d %s: %s", claim.outbox_id, claim.kind, claim.number,
+                    status, _describe(error))  # fmt: skip
+        raise
+    with sessions() as session:
+        _record_sent(session, claim)
+    log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
+    return SENT
+
+
+def _attempt(session: Session, outbox_id: int, runner: str, outcome: str, error: str | None,
+             number: int | None = None) -> OutboxAttempt:  # fmt: skip
+    now = utcnow()
+    attempt = OutboxAttempt(
+        outbox_id=outbox_id, number=number, runner=runner[:64], outcome=outcome,
+        error=error[:500] if error else None, started_at=now,
+        finished_at=None if outcome == "running" else now,
+    )  # fmt: skip
+    session.add(attempt)
+    return attempt
+
+
+def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Claim | None, str]:
+    now = utcnow()
+    row = lock_message(session, outbox_id)
+    if row is None:
+        session.rollback()
+        return None, "missing"
+    if row.status in FINAL:
+        _attempt(session, row.id, runner, "duplicate", f"already {row.status}")
+        session.commit()
+        return None, "duplicate"
+    if row.status in IN_FLIGHT:
+        if row.lease_until is not None and row.lease_until > now:
+            _attempt(session, row.id, runner, "duplicate", f"try {row.attempts} is in flight")
+            session.commit()
+            return None, "duplicate"
+        interrupt(session, row, now, settings.max_attempts)
+        if row.status != PENDING:
+            session.commit()
+            return None, row.status
+    lead = session.get(Lead, row.lead_id, populate_existing=True)
+    reason = skip_reason(row.kind, lead, row.dealer_id)
+    if reason is not None:
+        row.status, row.last_error, row.updated_at = SKIPPED, reason, now
+        _attempt(session, row.id, runner, "suppressed", reason)
+        if lead is not None and row.kind in DEALER_KINDS and lead.dealer_id != row.dealer_id:
+            notify_dealer(session, lead.id, lead.dealer_id)  # the lead's dealer now
+        session.commit()
+        return None, SKIPPED
+    row.attempts += 1
+    row.status = SENDING
+    row.lease_until = lease_until(now, settings.job_timeout)
+    row.next_attempt_at = None
+    row.updated_at = now
+    attempt = _attempt(session, row.id, runner, "running", None, number=row.attempts)
+    session.flush()
+    claim = Claim(row.id, row.kind, row.lead_id, row.dealer_id, row.attempts, attempt.id)
+    session.commit()
+    return claim, SENDING
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {redact(str(error))}"[:500]
+
+
+def _record_failure(session: Session, settings, claim: Claim, error: Exception) -> str:
+    now = utcnow()
+    row = lock_message(session, claim.outbox_id)
+    attempt = session.get(OutboxAttempt, claim.attempt_id, populate_existing=True)
+    message = _describe(error)
+    attempt.finished_at, attempt.error = now, message
+    if row is None or row.status not in IN_FLIGHT or row.attempts != claim.number:
+        attempt.outcome = "interrupted"  # the row was taken over; its state is not ours to set
+        session.commit()
+        return "interrupted"
+    uncertain = isinstance(error, UncertainDelivery) or (
+        row.status == HANDED_OFF and not _definite_failure(error)
+    )
+    if uncertain and row.kind != DEALER_WEBHOOK:
+        row.status = attempt.outcome = UNKNOWN
+    else:
+        attempt.outcome = "failed"
+        if getattr(error, "permanent", False) or row.attempts >= settings.max_attempts:
+            row.status = FAILED
+        else:
+            row.status = PENDING
+            row.next_attempt_at = now + retry_delay(settings.job_retry_intervals, row.attempts)
+    row.lease_until, row.last_error, row.updated_at = None, message, now
+    session.commit()
+    return row.status
+
+
+def _definite_failure(error: Exception) -> bool:
+    """After the hand-off, only an answer from the other side proves nothing was delivered."""
+    return isinstance(error, DeliveryError)
+
+
+def _record_sent(session: Session, claim: Claim) -> None:
+    now = utcnow()
+    row = lock_message(session, claim.outbox_id)
+    attempt = session.get(OutboxAttempt, claim.attempt_id, populate_existing=True)
+    attempt.outcome, attempt.finished_at = SENT, now
+    if row is not None and row.status != SENT:
+        # A success wins even over a takeover: the row that was put back is not sent again.
+        row.status, row.sent_at, row.lease_until, row.last_error = SENT, now, None, None
+        row.updated_at = now
+    session.commit()

@@ -1,0 +1,177 @@
+"""Handing an email to SMTP (SMTP_URL) or, without it, to an .eml file under instance/mail/.
+
+The hand-over has one point of no return, and the caller is told just before it: for SMTP the
+message text has been transmitted but not the final "." that makes the server accept it; for a
+file, the file is written under a temporary name but not yet renamed into place. Everything
+before that point can fail and be retried without the person getting two emails; a failure after
+it is `UncertainDelivery` (the message may have arrived), which the jobs never retry on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+
+
+def redact(text: str, limit: int = 300) -> str:
+    """`text` without email addresses (server replies often quote them), cut to `limit`."""
+    return _ADDRESS.sub("<address>", text)[:limit]
+
+
+class DeliveryError(Exception):
+    """The message was certainly not delivered. `permanent`: retrying will not help (5xx)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class UncertainDelivery(Exception):
+    """The connection failed after the point of no return: the message may have arrived."""
+
+
+HandedOff = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where SMTP_URL points: smtp:// (plain), smtp+starttls:// or smtps:// (TLS from the start)."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        default_port = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}[parts.scheme]
+        return cls(
+            scheme=parts.scheme,
+            host=parts.hostname or "localhost",
+            port=parts.port or default_port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    sender = parseaddr(str(message["From"]))[1]
+    recipients = [address for _, address in getaddresses([str(message["To"])]) if address]
+    return sender, recipients
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, ending in CRLF (no final dot)."""
+    data = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+class SmtpTransport:
+    """Sends over SMTP with an explicit hand-over before the final "." of DATA."""
+
+    def __init__(self, url: str, timeout: float):
+        self.target = SmtpTarget.from_url(url)
+        self.timeout = timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        target = self.target
+        if target.scheme == "smtps":
+            client = smtplib.SMTP_SSL(target.host, target.port, timeout=self.timeout,
+                                      context=ssl.create_default_context())  # fmt: skip
+        else:
+            client = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
+        client.ehlo()
+        if target.scheme == "smtp+starttls":
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        if target.username:
+            client.login(target.username, target.password or "")
+        return client
+
+    def send(self, message: EmailMessage, *, name: str, handed_off: HandedOff) -> None:
+        """Deliver `message`; `handed_off()` is called just before the point of no return."""
+        sender, recipients = _envelope(message)
+        international = not (sender + "".join(recipients)).isascii()
+        client = None
+        in_data = False  # between DATA and the server's reply to "." a QUIT would be message text
+        try:
+            client = self._connect()
+            options: list[str] = []
+            if international:
+                if not client.has_extn("smtputf8"):
+                    raise DeliveryError("the mail server has no SMTPUTF8", permanent=True)
+                options = ["SMTPUTF8", "BODY=8BITMIME"]
+            data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
+            self._expect(client.mail(sender, options), (250,), "MAIL FROM")
+            for recipient in recipients:
+                self._expect(client.rcpt(recipient), (250, 251), "RCPT TO")
+            self._expect(client.docmd("DATA"), (354,), "DATA")
+            in_data = True
+            client.send(_dot_stuffed(data))
+            handed_off()
+            try:
+                client.send(b".\r\n")
+                reply = client.getreply()
+                in_data = False
+            except (OSError, smtplib.SMTPException) as error:
+                raise UncertainDelivery(
+                    f"connection lost waiting for the end-of-data reply: {type(error).__name__}"
+                ) from None
+            self._expect(reply, (250,), "end of data")
+        except (OSError, smtplib.SMTPException) as error:
+            detail = redact(str(error)) if isinstance(error, smtplib.SMTPResponseException) else ""
+            raise DeliveryError(f"SMTP: {type(error).__name__} {detail}".strip()) from None
+        finally:
+            if client is not None:
+                if not in_data:
+                    with contextlib.suppress(OSError, smtplib.SMTPException):
+                        client.quit()
+                client.close()
+
+    @staticmethod
+    def _expect(reply: tuple[int, bytes], codes: tuple[int, ...], step: str) -> None:
+        code, text = reply
+        if code not in codes:
+            detail = redact(text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
+            raise DeliveryError(f"SMTP {code} at {step}: {detail}", permanent=500 <= code < 600)
+
+
+class MailDirectory:
+    """The embedded default: each message written to `<dir>/<name>.eml` (one file per job)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def send(self, message: EmailMessage, *, name: str, handed_off: HandedOff) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{name}.eml"
+        temporary = self.directory / f".{name}.{os.getpid()}.tmp"
+        temporary.write_bytes(message.as_bytes(policy=policy.SMTPUTF8))
+        try:
+            handed_off()
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        os.replace(temporary, final)
+
+
+def mail_transport(settings) -> SmtpTransport | MailDirectory:
+    """SMTP when SMTP_URL is set, else .eml files under the instance folder."""
+    if settings.smtp_url:
+        return SmtpTransport(settings.smtp_url, settings.smtp_timeout)
+    return MailDirectory(settings.mail_dir)

@@ -1,0 +1,165 @@
+"""What a signup, a confirmation and an unsubscribe change, and which outbox jobs each one needs.
+
+Consent states of a lead: `given` (single opt-in), `pending` (waiting for the person to confirm
+by the emailed link), `confirmed`, `withdrawn` (unsubscribed: suppressed). Only given and
+confirmed leads get the welcome email and are passed to their dealer. A signup from a withdrawn
+address does not resume anything by itself: anyone can type an address into a form, so the
+person must confirm again (the lead becomes pending and gets a confirmation email).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadsvc.consent.service import ConsentContext, record_consent
+from leadsvc.db import utcnow
+from leadsvc.dealers.models import Dealer
+from leadsvc.jobs.models import OutboxMessage
+from leadsvc.jobs.outbox import (
+    CONFIRM_EMAIL,
+    DEALER_EMAIL,
+    DEALER_KINDS,
+    DEALER_WEBHOOK,
+    SKIPPED,
+    WELCOME_EMAIL,
+    add_message,
+    skip_open_messages,
+)
+from leadsvc.signups.models import Lead
+
+GIVEN, PENDING, CONFIRMED, WITHDRAWN = "given", "pending", "confirmed", "withdrawn"
+CONSENTED = (GIVEN, CONFIRMED)
+
+
+def status_after_signup(previous: str | None, double_opt_in: bool) -> str:
+    """The lead's consent state after a signup, given its state before (None: a new lead)."""
+    if previous == WITHDRAWN:
+        return PENDING
+    if previous in CONSENTED:
+        return previous
+    return PENDING if double_opt_in else GIVEN
+
+
+def plan_after_signup(
+    session: Session,
+    lead_id: int,
+    *,
+    previous: str | None,
+    status: str,
+    dealer_id: int | None,
+    confirm_emails_per_day: int,
+) -> list[OutboxMessage]:
+    """Outbox rows for a signup, in the signup's transaction.
+
+    A pending lead gets a confirmation email (a repeat signup resends it, at most
+    `confirm_emails_per_day` in 24 hours); a lead that just became consented gets the welcome
+    email; a consented lead is passed to its dealer once per dealer.
+    """
+    rows: list[OutboxMessage] = []
+    if status == PENDING:
+        if confirmations_sent_today(session, lead_id) < confirm_emails_per_day:
+            rows.append(add_message(session, CONFIRM_EMAIL, lead_id))
+    elif status in CONSENTED:
+        if previous not in CONSENTED:
+            rows.append(add_message(session, WELCOME_EMAIL, lead_id))
+        rows.extend(notify_dealer(session, lead_id, dealer_id))
+    return rows
+
+
+def confirmations_sent_today(session: Session, lead_id: int) -> int:
+    since = utcnow() - timedelta(days=1)
+    return session.scalar(
+        sa.select(sa.func.count()).where(
+            OutboxMessage.lead_id == lead_id,
+            OutboxMessage.kind == CONFIRM_EMAIL,
+            OutboxMessage.created_at >= since,
+        )
+    ) or 0
+
+
+def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list[OutboxMessage]:
+    """The ADF email (and webhook, if the dealer has one), unless this dealer was already told."""
+    if dealer_id is None:
+        return []
+    told = session.scalar(
+        sa.select(sa.func.count()).where(
+            OutboxMessage.lead_id == lead_id,
+            OutboxMessage.dealer_id == dealer_id,
+            OutboxMessage.kind.in_(DEALER_KINDS),
+            OutboxMessage.status != SKIPPED,
+        )
+    )
+    if told:
+        return []
+    rows = [add_message(session, DEALER_EMAIL, lead_id, dealer_id)]
+    webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
+    if webhook_url:
+        rows.append(add_message(session, DEALER_WEBHOOK, lead_id, dealer_id))
+    return rows
+
+
+def _lead(session: Session, lead_id: int) -> Lead | None:
+    return session.scalars(
+        sa.select(Lead).where(Lead.id == lead_id).execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def confirm_lead(session: Session, lead_id: int, context: ConsentContext) -> str:
+    """Confirm a pending lead (the POST of the confirm page); commits.
+
+    Returns "confirmed", or why nothing changed: "already" (confirmed or given before),
+    "withdrawn" (unsubscribed since: sign up again), "missing" (no such lead any more).
+    """
+    now = utcnow()
+    changed = session.execute(
+        sa.update(Lead)
+        .where(Lead.id == lead_id, Lead.consent_status == PENDING)
+        .values(consent_status=CONFIRMED, confirmed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    lead = _lead(session, lead_id)
+    if not changed:
+        session.rollback()
+        if lead is None:
+            return "missing"
+        return "withdrawn" if lead.consent_status == WITHDRAWN else "already"
+    record_consent(session, lead_id=lead.id, subject=lead.email, event_type=CONFIRMED,
+                   text_version=lead.consent_text_version, context=context)  # fmt: skip
+    add_message(session, WELCOME_EMAIL, lead.id)
+    notify_dealer(session, lead.id, lead.dealer_id)
+    session.commit()
+    return "confirmed"
+
+
+def unsubscribe_lead(session: Session, lead_id: int, context: ConsentContext) -> str:
+    """Withdraw the lead's consent and suppress the address (the unsubscribe POST); commits.
+
+    Returns "unsubscribed", "already" or "missing". Messages not yet sent are skipped.
+    """
+    now = utcnow()
+    changed = session.execute(
+        sa.update(Lead)
+        .where(Lead.id == lead_id, Lead.consent_status != WITHDRAWN)
+        .values(consent_status=WITHDRAWN, unsubscribed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    lead = _lead(session, lead_id)
+    if not changed:
+        session.rollback()
+        return "missing" if lead is None else "already"
+    record_consent(session, lead_id=lead.id, subject=lead.email, event_type=WITHDRAWN,
+                   text_version=lead.consent_text_version, context=context)  # fmt: skip
+    skip_open_messages(session, lead.id, "unsubscribed")
+    session.commit()
+    return "unsubscribed"
+
+
+def may_send(kind: str, consent_status: str) -> bool:
+    """Whether a message of `kind` may go out for a lead in `consent_status` right now."""
+    if kind == CONFIRM_EMAIL:
+        return consent_status == PENDING
+    return consent_status in CONSENTED
+
