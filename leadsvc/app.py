@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from leadsvc import jobs, request_context
+from leadsvc import edge, input_bounds, jobs, request_context
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
+from leadsvc.ops import health, metrics
+from leadsvc.ops.logs import configure_logging
 from leadsvc.settings import Settings
 from leadsvc.signups.email_address import EmailChecker
 
@@ -37,8 +37,9 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        METRICS_TOKEN=settings.metrics_token,
     )
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings.log_level, settings.secret_key)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count,
@@ -57,6 +58,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     )
     request_context.init_app(app)
     jobs.init_app(app)
+    input_bounds.init_app(app)
+    edge.init_app(app)
+    metrics.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -73,6 +77,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(admin_blp)
     app.register_blueprint(pages)
     app.register_blueprint(outbound_pages)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(metrics.blp)
 
 
 def register_commands(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 
@@ -33,6 +34,20 @@ def consent_context(source_url: str | None) -> ConsentContext:
         source_url=source_url or without_controls(request.referrer, 2048),
         request_id=g.get("request_id"),
     )
+
+
+def client_ip_key() -> str:
+    """The client address (after ProxyFix) for rate limits; IPv6 counts as its /64 network."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def init_app(app: Flask) -> None:

@@ -27,6 +27,11 @@ DEFAULT_UNSUBSCRIBE_MAILTO = "unsubscribe@newsletter.example.com"
 DEFAULT_RETRY_INTERVALS = (30, 120, 600, 3600)
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
+#: Generous enough for a carrier NAT address shared by many people; tight enough for a flood.
+DEFAULT_LIMIT_PER_IP = "30/minute;300/hour"
+#: One address signing up again and again (list bombing someone else's inbox).
+DEFAULT_LIMIT_PER_EMAIL = "5/hour;10/day"
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and what it expects."""
@@ -75,6 +80,26 @@ def _intervals(environ: Mapping[str, str], name: str) -> tuple[int, ...]:
     if not 1 <= len(values) <= 20 or not all(0 < value <= 86_400 for value in values):
         raise SettingsError(f"{name} must list 1 to 20 intervals of 1 to 86400 seconds")
     return values
+
+
+def _limit(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter limit string such as `30/minute;300/hour`."""
+    value = _optional(environ, name) or default
+    if not re.fullmatch(r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
+                        r"(;\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*)*", value):
+        raise SettingsError(f"{name} must look like 30/minute;300/hour, not {value!r}")
+    return value
+
+
+def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _optional(environ, name)
+    if raw is None:
+        return ()
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", origin):
+            raise SettingsError(f"{name} must list origins like https://www.example.com")
+    return origins
 
 
 def _mailbox(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -127,6 +152,12 @@ class Settings:
     webhook_timeout: float = 5.0
     confirm_link_days: int = 7
     confirm_emails_per_day: int = 3
+    rate_limits_enabled: bool = True
+    signup_limit_per_ip: str = DEFAULT_LIMIT_PER_IP
+    signup_limit_per_email: str = DEFAULT_LIMIT_PER_EMAIL
+    min_fill_seconds: float = 2.0
+    site_origins: tuple[str, ...] = ()
+    metrics_token: str | None = None
 
     @property
     def zip_data_dir(self) -> Path:
@@ -220,6 +251,12 @@ class Settings:
             webhook_timeout=webhook_timeout,
             confirm_link_days=int(_number(env, "CONFIRM_LINK_DAYS", 7, 1, 90)),
             confirm_emails_per_day=int(_number(env, "CONFIRM_EMAILS_PER_DAY", 3, 1, 10)),
+            rate_limits_enabled=_flag(env, "RATE_LIMITS_ENABLED", True),
+            signup_limit_per_ip=_limit(env, "SIGNUP_LIMIT_PER_IP", DEFAULT_LIMIT_PER_IP),
+            signup_limit_per_email=_limit(env, "SIGNUP_LIMIT_PER_EMAIL", DEFAULT_LIMIT_PER_EMAIL),
+            min_fill_seconds=_number(env, "MIN_FILL_SECONDS", 2.0, 0, 60),
+            site_origins=_origins(env, "SITE_ORIGINS"),
+            metrics_token=_optional(env, "METRICS_TOKEN"),
         )
 
 

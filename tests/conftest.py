@@ -157,10 +157,14 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
+    # Rate limits and the minimum fill time are off here (tests post fast and often from one
+    # address); tests/signups/test_abuse.py turns them on.
     return Settings(
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
         instance_path=tmp_path / "instance",
+        rate_limits_enabled=False,
+        min_fill_seconds=0,
     )
 
 

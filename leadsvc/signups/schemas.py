@@ -221,6 +221,15 @@ class SignupSchema(FormSchema):
         error_messages={"invalid": STALE_CONSENT_TEXT},
         metadata={"description": "The consent text version the form showed (default: active)"},
     )
+    # Anti-bot fields the page's own form sends (see leadsvc.signups.abuse); optional in the API.
+    website = fields.String(
+        allow_none=True, load_only=True,
+        metadata={"description": "Honeypot: hidden on the page, left empty by people"},
+    )  # fmt: skip
+    form_token = fields.String(
+        allow_none=True, load_only=True,
+        metadata={"description": "The signed render time the page's form carries"},
+    )  # fmt: skip
 
     @validates("consent_text_version")
     def _known_version(self, value: int | None, data_key: str) -> None:

@@ -5,17 +5,22 @@ Views parse, call `capture_signup`, and shape the reply; nothing else.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint as PageBlueprint
-from flask import render_template, request
+from flask import current_app, g, render_template, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
 from leadsvc.consent.service import active_text
 from leadsvc.dealers.routing import routing_table
+from leadsvc.edge import limit_signups
 from leadsvc.errors import FAILURE_MESSAGE, ErrorSchema, first_messages
 from leadsvc.extensions import db
+from leadsvc.ops.metrics import count_signup
 from leadsvc.request_context import consent_context
+from leadsvc.signups.abuse import HONEYPOT_FIELD, TOKEN_FIELD, bot_reason, form_token
 from leadsvc.signups.schemas import (
     RECEIVED,
     STALE_CONSENT_TEXT,
@@ -31,6 +36,15 @@ pages = PageBlueprint("form", __name__, template_folder="templates")
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 FORM_FIELDS = ("first_name", "last_name", "email", "zip")
+BOT_FIELDS = (HONEYPOT_FIELD, TOKEN_FIELD)
+#: /metrics outcome of a signup POST by reply status (bots are counted in the view).
+SIGNUP_OUTCOMES = {
+    **dict.fromkeys((200, 202), "accepted"),
+    **dict.fromkeys((400, 413, 415, 422), "invalid"),
+    429: "rate_limited",
+    503: "unavailable",
+}
+log = logging.getLogger(__name__)
 
 
 def _reply(result: SignupResult) -> dict:
@@ -46,6 +60,34 @@ def _require_json():
         abort(415, message="Please send the form as JSON (Content-Type: application/json).")
 
 
+def _bot(data: dict, *, token_required: bool) -> bool:
+    """Drop the anti-bot fields from `data`; True (and counted) when they show a bot."""
+    settings = current_app.config["LEADSVC_SETTINGS"]
+    reason = bot_reason(
+        settings.secret_key, data.pop(HONEYPOT_FIELD, None), data.pop(TOKEN_FIELD, None),
+        min_seconds=settings.min_fill_seconds, token_required=token_required,
+    )  # fmt: skip
+    if reason:
+        g.signup_outcome = "bot"
+        log.info("signup refused as a bot", extra={"reason": reason})
+    return reason is not None
+
+
+def _count_outcome(response):
+    """Signups accepted or refused, by reason, for /metrics."""
+    if request.method == "POST":
+        outcome = g.pop("signup_outcome", None) or SIGNUP_OUTCOMES.get(response.status_code)
+        if outcome:
+            count_signup(outcome)
+    return response
+
+
+api_blp.after_request(_count_outcome)
+pages.after_request(_count_outcome)
+limit_signups(api_blp)
+limit_signups(pages)
+
+
 @api_blp.route("/signups")
 class Signups(MethodView):
     @api_blp.arguments(SignupSchema)
@@ -53,9 +95,13 @@ class Signups(MethodView):
     @api_blp.alt_response(400, schema=ErrorSchema, description="The body is not valid JSON")
     @api_blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
     @api_blp.alt_response(422, schema=ErrorSchema, description="Field errors, keyed by field")
+    @api_blp.alt_response(429, schema=ErrorSchema, description="Too many signups; see Retry-After",
+                          headers={"Retry-After": {"schema": {"type": "integer"}}})  # fmt: skip
     @api_blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable")
     def post(self, data):
         """Sign a person up for the newsletter (same reply for new and known addresses)"""
+        if _bot(data, token_required=False):
+            return {"status": "received", "message": RECEIVED}
         signup = Signup.from_loaded(data)
         result = capture_signup(db.session, signup, consent_context(signup.source), routing_table())
         return _reply(result)
@@ -85,6 +131,8 @@ def _render_form(values: dict, errors: dict | None = None, failure: str | None =
             errors=errors or {},
             failure=failure,
             utm_keys=UTM_KEYS,
+            form_token=form_token(current_app.config["SECRET_KEY"]),
+            honeypot_field=HONEYPOT_FIELD,
         ),
         status,
     )
@@ -110,7 +158,9 @@ def form_page():
 @pages.post("/signup")
 def form_submit():
     """The form posted without JavaScript: a thank-you page, or the form again with its errors."""
-    values = {key: request.form.get(key, "") for key in request.form}
+    values = {key: request.form.get(key, "") for key in request.form if key not in BOT_FIELDS}
+    if _bot({key: request.form.get(key) for key in BOT_FIELDS}, token_required=True):
+        return render_template("signups/thanks.html", message=RECEIVED, suggestion=None)
     try:
         data = SignupSchema().load(_form_payload(request.form))
     except ValidationError as error:

@@ -23,6 +23,8 @@
     if (version) data.consent_text_version = parseInt(version, 10);
     const source = form.elements["source"].value;
     if (source) data.source = source;
+    data.form_token = form.elements["form_token"].value;
+    data.website = form.elements["website"].value;
     const utm = {};
     for (const input of form.querySelectorAll("input[type=hidden][name^=utm_]")) {
       if (input.value) utm[input.name] = input.value;

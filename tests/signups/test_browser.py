@@ -18,7 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.signups.abuse import bot_reason
 from leadsvc.signups.models import Lead
+from tests.conftest import TEST_SECRET_KEY
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -204,7 +206,12 @@ def test_js_signup_shows_the_thank_you_inline_without_leaving_the_page(
 
     sent = reply.value.request
     assert (sent.method, sent.headers["content-type"]) == ("POST", "application/json")
-    assert sent.post_data_json == {
+    posted = dict(sent.post_data_json)
+    # The anti-bot fields: the signed render time, and the honeypot a person leaves empty.
+    assert posted.pop("website") == ""
+    assert bot_reason(TEST_SECRET_KEY, "", posted.pop("form_token"), min_seconds=0,
+                      token_required=True) is None  # fmt: skip
+    assert posted == {
         "first_name": "Jane",
         "last_name": "Doe",
         "email": "jane.doe@example.com",

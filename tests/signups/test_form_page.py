@@ -6,6 +6,7 @@ Runs on both databases through the `client` and `session` fixtures.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -13,7 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.signups.abuse import bot_reason, form_token
 from leadsvc.signups.models import Lead
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import valid_signup
 
 CONSENT_NOTICE = (
@@ -110,13 +113,18 @@ def field_error(page: Node, name: str) -> str:
     return errors[0].text()
 
 
-def hidden_inputs(page: Node) -> dict[str, str]:
-    return {n.attrs["name"]: n.attrs["value"] for n in page.find_all("input", type="hidden")}
+def hidden_inputs(page: Node, *, with_token: bool = False) -> dict[str, str]:
+    """The form's hidden fields (the signed render time only when asked: it changes per render)."""
+    hidden = {n.attrs["name"]: n.attrs["value"] for n in page.find_all("input", type="hidden")}
+    if not with_token:
+        hidden.pop("form_token")
+    return hidden
 
 
 def form_post(**overrides) -> dict:
     """What the browser posts for the page at PAGE_URL, with the person's typing in it."""
-    data = {**valid_signup(), "consent_text_version": "1", "source": PAGE_URL}
+    data = {**valid_signup(), "consent_text_version": "1", "source": PAGE_URL,
+            "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60)}  # fmt: skip
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
@@ -139,6 +147,8 @@ def test_form_page_shows_the_form_and_the_active_consent_notice(client):
     form = page.by_id("signup-form")
     assert (form.attrs["method"], form.attrs["action"]) == ("post", "/signup")
     labels = {n.attrs["for"]: n.text() for n in form.find_all("label")}
+    # The honeypot's label sits in a block hidden by CSS and from screen readers.
+    assert labels.pop("website") == "Leave this field empty"
     assert labels == FIELDS
     for name in FIELDS:
         control = page.by_id(name)
@@ -147,7 +157,10 @@ def test_form_page_shows_the_form_and_the_active_consent_notice(client):
         assert field_error(page, name) == ""
     assert page.by_id("email").attrs["type"] == "email"
     assert page.by_id("consent-notice").text() == CONSENT_NOTICE
-    assert hidden_inputs(page) == {"consent_text_version": "1", "source": PAGE_URL}
+    hidden = hidden_inputs(page, with_token=True)
+    assert bot_reason(TEST_SECRET_KEY, "", hidden.pop("form_token"), min_seconds=0,
+                      token_required=True) is None  # fmt: skip
+    assert hidden == {"consent_text_version": "1", "source": PAGE_URL}
     assert page.by_id("form-failure").text() == ""
     assert page.find_all("button", type="submit")[0].text() == "Submit"
     # The JavaScript path's thank-you section is there, hidden until a signup is received.
