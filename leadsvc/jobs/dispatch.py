@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 
 import redis
 import sqlalchemy as sa
@@ -78,8 +79,14 @@ def install(app: Flask) -> None:
 
     def after_commit(session) -> None:
         rows = _take_rows(session)
-        if rows:
+        if not rows:
+            return
+        try:
             dispatcher.dispatch(rows)
+        except Exception as error:  # the rows are committed: the relay enqueues them anyway
+            stack = "".join(traceback.format_tb(error.__traceback__))
+            log.error("outbox dispatch failed: %s; %d rows left for the relay\n%s",
+                      type(error).__name__, len(rows), stack)  # fmt: skip
 
     def after_rollback(session) -> None:
         _take_rows(session)

@@ -37,7 +37,7 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: While sending: when the try's claim runs out (its job timeout has certainly passed).
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: The rq job id is `outbox-<id>.<generation>`; a re-enqueue after a lost job takes the next.
+    #: The rq job id is `outbox-<id>-<generation>`; a re-enqueue after a lost job takes the next.
     generation: Mapped[int] = mapped_column(sa.Integer, default=1)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

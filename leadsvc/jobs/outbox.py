@@ -60,7 +60,7 @@ class QueuedRow:
 
 def job_id(outbox_id: int, generation: int) -> str:
     """The rq job id of one generation of an outbox row (unique=True dedups on it)."""
-    return f"outbox-{outbox_id}.{generation}"
+    return f"outbox-{outbox_id}-{generation}"
 
 
 def _note_for_dispatch(session: Session, row: OutboxMessage) -> None:
@@ -156,24 +156,28 @@ def interrupt(session: Session, row: OutboxMessage, now: datetime, max_attempts:
         attempt.error = row.last_error[:500]
 
 
-def reclaim_expired(session: Session, max_attempts: int) -> list[int]:
-    """Interrupt every try whose lease ran out; commits; returns the ids now pending again."""
+def reclaim_expired(session: Session, max_attempts: int) -> dict[int, str]:
+    """Settle every try whose lease ran out (see `interrupt`); commits.
+
+    Returns each such row's id and new status: pending (under its next job generation),
+    unknown, or failed.
+    """
     now = utcnow()
     expired = session.scalars(
         sa.select(OutboxMessage.id).where(
             OutboxMessage.status.in_(IN_FLIGHT), OutboxMessage.lease_until < now
         )
     ).all()
-    requeued = []
+    settled = {}
     for outbox_id in expired:
         row = lock_message(session, outbox_id)
         if row is not None and row.status in IN_FLIGHT and row.lease_until < now:
             interrupt(session, row, now, max_attempts)
             if row.status == PENDING:
                 row.generation += 1
-                requeued.append(row.id)
+            settled[row.id] = row.status
         session.commit()
-    return requeued
+    return settled
 
 
 def due_pending(session: Session, limit: int = 500, after_id: int = 0) -> list[OutboxMessage]:

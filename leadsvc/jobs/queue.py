@@ -2,7 +2,7 @@
 
 Every job is `leadsvc.jobs.tasks.deliver(outbox_id)` on the `outbound` queue with the JSON
 serializer, an explicit timeout, `Retry` with growing intervals, and `unique=True` on the job id
-`outbox-<id>.<generation>`, so enqueueing the same row twice (the request and the relay racing)
+`outbox-<id>-<generation>`, so enqueueing the same row twice (the request and the relay racing)
 leaves one job.
 """
 

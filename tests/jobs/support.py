@@ -161,3 +161,34 @@ def stop_worker(process: subprocess.Popen) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
     process.log_file.close()
+
+
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def redis_answers() -> bool:
+    result = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
+                            capture_output=True, text=True, timeout=5)  # fmt: skip
+    return result.stdout.strip() == "PONG"
+
+
+def stop_redis() -> None:
+    """Stop the machine's Redis (it keeps nothing on disk: everything in it is lost)."""
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+                   capture_output=True, timeout=10)  # fmt: skip
+    from tests.conftest import wait_until
+
+    wait_until(lambda: not redis_answers(), 10, "Redis to stop")
+
+
+def start_redis() -> None:
+    """Start Redis as the CI script does, and wait until it answers."""
+    from tests.conftest import wait_until
+
+    if not redis_answers():
+        subprocess.run(REDIS_START, check=True, capture_output=True, timeout=10)
+    wait_until(redis_answers, 10, "Redis to answer")

@@ -1,0 +1,213 @@
+"""The outbound jobs on rq: a real Redis, real `leadsvc worker` processes, a real SMTP server and
+a real HTTP receiver. PostgreSQL only (the production pairing; the workers are separate
+processes, and SQLite without Redis is covered by the in-process drainer's tests).
+"""
+
+import time
+
+import pytest
+import sqlalchemy as sa
+from rq import Queue
+from rq.registry import StartedJobRegistry
+
+from leadsvc.dealers import routing
+from leadsvc.jobs.models import OutboxAttempt
+from leadsvc.jobs.outbox import QueuedRow
+from leadsvc.jobs.queue import QUEUE_NAME, enqueue, outbound_queue, worker_redis
+from leadsvc.jobs.relay import relay_once
+from tests.conftest import REDIS_TEST_URL, wait_until
+from tests.factories import valid_signup
+from tests.jobs.support import (
+    FAST,
+    add_dealer,
+    attempts,
+    kill_tree,
+    kinds_and_statuses,
+    outbox,
+    parts,
+    start_redis,
+    start_worker,
+    stop_redis,
+    stop_worker,
+    validate_adf,
+    verify_signature,
+    worker_env,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
+
+
+@pytest.fixture(autouse=True)
+def routes_reload_at_once(monkeypatch):
+    monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
+
+
+@pytest.fixture
+def rq_app(make_app, smtp, redis):
+    return make_app(redis_url=REDIS_TEST_URL, smtp_url=smtp.url, **FAST)
+
+
+@pytest.fixture
+def worker(database_url, smtp, redis, tmp_path):
+    """Starts `leadsvc worker` processes on the test database; all stopped at the end."""
+    env = worker_env(database_url, tmp_path, REDIS_URL=REDIS_TEST_URL, SMTP_URL=smtp.url)
+    started = []
+
+    def start():
+        process = start_worker(env, tmp_path / "worker.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop_worker(process)
+
+
+def sign_up(app, **fields):
+    reply = app.test_client().post("/api/v1/signups", json=valid_signup(**fields))
+    assert reply.status_code == 202, reply.get_json()
+
+
+def all_sent(session):
+    rows = outbox(session)
+    return rows and all(row.status == "sent" for row in rows)
+
+
+def rq_is_idle(redis) -> bool:
+    queue = Queue(QUEUE_NAME, connection=redis)
+    return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
+
+
+def relay(app):
+    return relay_once(app, worker_redis(REDIS_TEST_URL))
+
+
+def test_a_signup_is_delivered_by_the_worker(rq_app, session, smtp, webhook_receiver, worker):
+    add_dealer(session, webhook_url=webhook_receiver.url)
+    worker()
+    sign_up(rq_app, interests=["Countryman"])
+    messages = smtp.wait_for(2, timeout=20)
+    [request] = webhook_receiver.wait_for(1)
+    wait_until(lambda: all_sent(session), 10, "every outbox row sent")
+
+    [welcome] = [m for m in messages if m["To"] == "jane.doe@example.com"]
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert welcome["List-Unsubscribe"].strip().startswith("<https://stay.example.com/unsubscribe/")
+    assert welcome["List-Id"].endswith("<stay-in-the-loop.newsletter.example.com>")
+    assert set(parts(welcome)) == {"text/plain", "text/html"}
+    [notice] = [m for m in messages if "leads-ny1@example.com" in m["To"]]
+    adf = validate_adf(notice.get_content().replace("\r\n", "\n"))
+    assert adf.findtext("prospect/vehicle/model") == "Countryman"
+    assert verify_signature(request)
+
+    runners = dict(session.execute(sa.select(OutboxAttempt.outbox_id, OutboxAttempt.runner)).all())
+    assert runners == {row.id: f"outbox-{row.id}-1" for row in outbox(session)}  # rq job ids
+    for row in outbox(session):
+        assert attempts(session, row.id) == [(1, "sent")]
+
+
+def test_a_failing_webhook_is_retried_by_rq_with_growing_intervals(
+    rq_app, session, webhook_receiver, worker
+):
+    add_dealer(session, webhook_url=webhook_receiver.url)
+    webhook_receiver.statuses = [500, 503]
+    worker()
+    sign_up(rq_app)
+    requests = webhook_receiver.wait_for(3, timeout=20)
+    wait_until(lambda: all_sent(session), 10, "every outbox row sent")
+    [hook] = [row for row in outbox(session) if row.kind == "dealer_webhook"]
+    assert attempts(session, hook.id) == [(1, "failed"), (2, "failed"), (3, "sent")]
+    assert {r["headers"]["X-Leadsvc-Delivery"] for r in requests} == {f"outbox-{hook.id}"}
+    assert all(verify_signature(r) for r in requests)
+
+
+def test_signups_while_redis_is_down_are_delivered_once_when_it_is_back(
+    rq_app, session, smtp, worker, redis
+):
+    add_dealer(session)
+    worker()
+    stop_redis()
+    try:
+        for n in range(3):
+            started = time.monotonic()
+            sign_up(rq_app, email=f"person{n}@example.com")
+            assert time.monotonic() - started < 2  # Redis gets a fraction of a second
+        assert kinds_and_statuses(session) == [("welcome_email", "pending"),
+                                               ("dealer_email", "pending")] * 3  # fmt: skip
+    finally:
+        start_redis()
+    report = relay(rq_app)
+    assert (report.enqueued, report.reclaimed) == (6, 0)
+    messages = smtp.wait_for(6, timeout=30)
+    wait_until(lambda: all_sent(session) and rq_is_idle(redis), 10, "the jobs to finish")
+    assert relay(rq_app).enqueued == 0
+    assert sorted(m["To"] for m in messages if "person" in m["To"]) == [
+        f"person{n}@example.com" for n in range(3)]  # fmt: skip
+    assert len(smtp.received) == 6  # every job delivered, once
+    for row in outbox(session):
+        assert attempts(session, row.id) == [(1, "sent")]
+
+
+def test_a_worker_killed_before_the_hand_off_completes_after_the_relay(
+    rq_app, session, smtp, worker
+):
+    stall = smtp.stall("rcpt")  # the mail server hangs in the middle of the conversation
+    first = worker()
+    sign_up(rq_app)
+    assert stall.reached.wait(20)
+    kill_tree(first)  # the worker and its work horse die mid-job
+    stall.release()
+    [row] = outbox(session)
+    assert (row.status, row.attempts) == ("sending", 1)
+
+    worker()
+    assert relay(rq_app).reclaimed == 0  # the try's lease has not run out yet
+    wait_until(lambda: relay(rq_app).reclaimed, 10, "the relay to reclaim the lost try", 0.25)
+    smtp.wait_for(1)
+    wait_until(lambda: all_sent(session), 10, "the row to be sent")
+    assert attempts(session, row.id) == [(1, "interrupted"), (2, "sent")]
+    assert len(smtp.received) == 1
+
+
+def test_a_worker_killed_after_the_hand_off_never_sends_twice(
+    rq_app, session, smtp, worker, redis
+):
+    stall = smtp.stall("data")  # the server has the message but has not answered yet
+    first = worker()
+    sign_up(rq_app)
+    assert stall.reached.wait(20)
+    kill_tree(first)
+    stall.release()
+    [row] = outbox(session)
+    assert row.status == "handed_off"
+
+    worker()
+    assert relay(rq_app).reclaimed == 0  # the try's lease has not run out yet
+    wait_until(lambda: relay(rq_app).reclaimed, 10, "the relay to settle the lost try", 0.25)
+    assert relay(rq_app).enqueued == 0
+    [row] = outbox(session)
+    assert row.status == "unknown" and "may have arrived" in row.last_error
+    assert attempts(session, row.id) == [(1, "unknown")]
+    assert Queue(QUEUE_NAME, connection=redis).count == 0  # nothing queued to send it again
+    time.sleep(1.5)  # longer than a retry interval: a resend would have arrived by now
+    assert len(smtp.received) == 1
+    assert kinds_and_statuses(session) == [("welcome_email", "unknown")]
+
+
+def test_duplicate_jobs_for_one_row_send_once(rq_app, session, smtp, worker, redis):
+    sign_up(rq_app)
+    [row] = outbox(session)
+    settings = rq_app.config["LEADSVC_SETTINGS"]
+    queue = outbound_queue(redis, settings.job_timeout)
+    assert enqueue(queue, QueuedRow(row.id, row.kind, 1), settings) is False  # unique=True
+    assert enqueue(queue, QueuedRow(row.id, row.kind, 7), settings) is True  # another job id
+    assert queue.count == 2
+    worker()  # started once both jobs are queued
+    smtp.wait_for(1)
+    wait_until(lambda: rq_is_idle(redis) and len(attempts(session, row.id)) == 2, 15,
+               "both jobs to run")  # fmt: skip
+    assert sorted(attempts(session, row.id), key=str) == [(1, "sent"), (None, "duplicate")]
+    assert len(smtp.received) == 1
