@@ -7,6 +7,10 @@ from the environment (WEB_CONCURRENCY, WEB_THREADS, PORT).
 
 import multiprocessing
 import os
+import tempfile
+
+# Prometheus counts from every worker, summed at /metrics (set before the app is imported).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadsvc-metrics-"))
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
@@ -27,3 +31,10 @@ def post_fork(server, worker):
     from leadsvc.extensions import db
 
     db.engine(wsgi.app).dispose(close=False)
+
+
+def child_exit(server, worker):
+    """A worker's gauges leave /metrics with it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -70,6 +70,7 @@ def _operations() -> list[tuple[str, str]]:
     """Every documented operation, read from an app that is built but never touches a database."""
     app = create_app(Settings(database_url="sqlite://", secret_key=TEST_SECRET_KEY,
                               instance_path=Path(tempfile.gettempdir())))  # fmt: skip
+    app.config["TESTING"] = True  # no in-process outbox delivery for this throwaway app
     spec = app.test_client().get("/api/openapi.json").get_json()
     return sorted((method.upper(), path) for path, ops in spec["paths"].items()
                   for method in ops if method != "parameters")  # fmt: skip

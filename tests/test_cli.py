@@ -139,6 +139,10 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
             status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups",
                                      valid_signup(email=f"person{n}@example.com"))  # fmt: skip
             assert status == 202, body
+        # Two workers answered; /metrics sums both (prometheus multiprocess mode).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        assert 'leadsvc_signups_total{outcome="accepted"} 4.0' in metrics
     finally:
         stop(process)
     import sqlalchemy as sa
