@@ -64,6 +64,9 @@ def worker(database_url, smtp, redis, tmp_path):
     yield start
     for process in started:
         stop_worker(process)
+    log = tmp_path / "worker.log"
+    if log.exists():  # shown by pytest only when the test failed
+        print("--- worker log (tail) ---\n" + "\n".join(log.read_text().splitlines()[-60:]))
 
 
 def sign_up(app, **fields):

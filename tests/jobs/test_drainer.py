@@ -1,0 +1,120 @@
+"""The embedded default without Redis: the web process drains the outbox in a background thread."""
+
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from leadsvc.dealers import routing
+from leadsvc.jobs.drainer import start_drainer, stop_drainer
+from tests.conftest import free_port, wait_until
+from tests.factories import valid_signup
+from tests.jobs.support import (
+    FAST,
+    LEADSVC,
+    add_dealer,
+    attempts,
+    kinds_and_statuses,
+    outbox,
+    validate_adf,
+    worker_env,
+)
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def routes_reload_at_once(monkeypatch):
+    monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
+
+
+@pytest.fixture
+def drained(make_app, smtp):
+    """An app without Redis, its drainer running (polling every 30 s only: a commit wakes it)."""
+    app = make_app(smtp_url=smtp.url, **FAST)
+    start_drainer(app, poll_seconds=30)
+    yield app
+    stop_drainer(app)
+
+
+@sqlite_only
+def test_a_commit_wakes_the_drainer_which_delivers_everything(drained, session, smtp):
+    add_dealer(session)
+    started = time.monotonic()
+    assert drained.test_client().post("/api/v1/signups", json=valid_signup()).status_code == 202
+    messages = smtp.wait_for(2)
+    assert time.monotonic() - started < 10  # woken by the commit, not by the 30 s poll
+    assert sorted(m["To"] for m in messages) == [
+        "MINI NY1 <leads-ny1@example.com>", "jane.doe@example.com"]  # fmt: skip
+    wait_until(lambda: {s for _, s in kinds_and_statuses(session)} == {"sent"}, 5, "rows sent")
+    for row in outbox(session):
+        assert attempts(session, row.id) == [(1, "sent")]
+
+
+@sqlite_only
+def test_without_smtp_the_emails_are_eml_files(make_app, session, tmp_path):
+    app = make_app(**FAST)
+    start_drainer(app, poll_seconds=30)
+    try:
+        app.test_client().post("/api/v1/signups", json=valid_signup())
+        mail_dir = app.config["LEADSVC_SETTINGS"].mail_dir
+        [eml] = wait_until(lambda: list(mail_dir.glob("*.eml")), 10, "an .eml file")
+    finally:
+        stop_drainer(app)
+    text = eml.read_text()
+    assert eml.name == f"{outbox(session)[0].id}-welcome-email.eml"
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in text
+    assert "To: jane.doe@example.com" in text
+    assert list(mail_dir.glob(".*.tmp")) == []
+
+
+@sqlite_only
+def test_the_test_app_does_not_start_a_drainer_by_itself(client, session):
+    """Under test (and with Redis) nothing is delivered behind the test's back."""
+    client.post("/api/v1/signups", json=valid_signup())
+    client.get("/")
+    assert kinds_and_statuses(session) == [("welcome_email", "pending")]
+
+
+@pytest.mark.slow
+def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
+    """`leadsvc serve` with no Redis: demo dealers, the form, the welcome and ADF emails sent."""
+    import json
+    import urllib.request
+
+    port = free_port()
+    env = worker_env("", tmp_path, SMTP_URL=smtp.url)
+    for name in ("DATABASE_URL", "SECRET_KEY", "INSTANCE_PATH"):
+        env.pop(name)
+    process = subprocess.Popen(
+        [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        def answers():
+            assert process.poll() is None, process.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(answers, 90, "leadsvc serve to answer", 0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/signups", data=json.dumps(valid_signup()).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        messages = smtp.wait_for(2, timeout=20)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    [welcome] = [m for m in messages if m["To"] == "jane.doe@example.com"]
+    [notice] = [m for m in messages if m is not welcome]
+    assert welcome["List-Unsubscribe"].strip().startswith("<https://stay.example.com/unsubscribe/")
+    validate_adf(notice.get_content().replace("\r\n", "\n"))
+    with sqlite3.connect(tmp_path / "instance" / "leadsvc.db") as connection:
+        assert connection.execute("SELECT kind, status FROM outbox ORDER BY id").fetchall() == [
+            ("welcome_email", "sent"), ("dealer_email", "sent")]  # fmt: skip

@@ -1,0 +1,105 @@
+"""The SMTP hand-over against a real server: dot-stuffing, the point of no return, failures."""
+
+from email.message import EmailMessage
+
+import pytest
+
+from leadsvc.outbound.mail import (
+    DeliveryError,
+    MailDirectory,
+    SmtpTarget,
+    SmtpTransport,
+    redact,
+)
+from leadsvc.settings import Settings, SettingsError
+
+
+def message(body: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = "sender@example.com"
+    mail["To"] = "person@example.com"
+    mail["Subject"] = "test"
+    mail.set_content(body)
+    return mail
+
+
+def test_lines_starting_with_a_dot_arrive_intact_and_hand_off_comes_before_acceptance(smtp):
+    seen_at_hand_off = []
+    body = "first\n.hidden by a naive client\n.\nlast\n"
+    SmtpTransport(smtp.url, timeout=5).send(
+        message(body), name="x", handed_off=lambda: seen_at_hand_off.append(len(smtp.received))
+    )
+    [received] = smtp.wait_for(1)
+    assert received.get_content().replace("\r\n", "\n") == body
+    assert seen_at_hand_off == [0]  # called once, before the server had accepted anything
+
+
+def test_a_failure_before_the_hand_off_never_reaches_it(smtp):
+    smtp.reject_codes = ["554 5.7.1 <person@example.com> rejected"]
+    handed = []
+    with pytest.raises(DeliveryError) as failure:
+        SmtpTransport(smtp.url, timeout=5).send(message("x"), name="x",
+                                                handed_off=lambda: handed.append(1))  # fmt: skip
+    assert failure.value.permanent
+    assert "person@" not in str(failure.value)
+    assert handed == [1]  # the rejection came in answer to the final dot: after the hand-off
+
+
+def test_a_refused_hand_off_sends_nothing(smtp):
+    def refuse():
+        raise RuntimeError("claim lost")
+
+    with pytest.raises(RuntimeError, match="claim lost"):
+        SmtpTransport(smtp.url, timeout=5).send(message("x"), name="x", handed_off=refuse)
+    assert smtp.received == []
+
+
+def test_mail_directory_writes_one_file_per_job(tmp_path):
+    directory = MailDirectory(tmp_path / "mail")
+    for _ in range(2):  # a second try of the same job replaces the file
+        directory.send(message("hello"), name="7-welcome-email", handed_off=lambda: None)
+    assert [p.name for p in (tmp_path / "mail").iterdir()] == ["7-welcome-email.eml"]
+
+
+def test_smtp_url_forms():
+    assert SmtpTarget.from_url("smtps://user%40x:p%3Aw@mail.example.com") == SmtpTarget(
+        "smtps", "mail.example.com", 465, "user@x", "p:w")
+    assert SmtpTarget.from_url("smtp+starttls://relay:2525").port == 2525
+    assert SmtpTarget.from_url("smtp://localhost").port == 25
+
+
+def test_redact_removes_addresses():
+    assert redact("550 <jane.doe@example.com>: no such user") == "550 <<address>>: no such user"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("SMTP_URL", "http://mail", "SMTP_URL"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL"),
+        ("DOUBLE_OPT_IN", "sometimes", "true or false"),
+        ("MAIL_FROM", "not an address", "MAIL_FROM"),
+        ("UNSUBSCRIBE_MAILTO", "nobody", "UNSUBSCRIBE_MAILTO"),
+        ("LIST_ID", "has spaces in it", "LIST_ID"),
+        ("JOB_RETRY_INTERVALS", "10,soon", "comma-separated"),
+        ("JOB_RETRY_INTERVALS", "0", "1 to 86400"),
+        ("JOB_TIMEOUT", "5", "longer than SMTP_TIMEOUT"),
+        ("CONFIRM_EMAILS_PER_DAY", "50", "between 1 and 10"),
+    ],
+)
+def test_outbound_settings_are_validated_at_start(tmp_path, name, value, complaint):
+    with pytest.raises(SettingsError, match=complaint):
+        Settings.from_env({"INSTANCE_PATH": str(tmp_path), name: value})
+
+
+def test_outbound_settings_defaults_and_values(tmp_path):
+    default = Settings.from_env({"INSTANCE_PATH": str(tmp_path)})
+    assert (default.double_opt_in, default.brand_postal_address, default.max_attempts) == (
+        False, "MINI USA, 300 Chestnut Ridge Road, Woodcliff Lake, NJ 07677", 5)
+    custom = Settings.from_env({
+        "INSTANCE_PATH": str(tmp_path), "DOUBLE_OPT_IN": "true", "JOB_RETRY_INTERVALS": "5,60",
+        "MAIL_FROM": "MINI <news@mini.example>", "LIST_ID": "loop.mini.example",
+    })  # fmt: skip
+    assert (custom.double_opt_in, custom.job_retry_intervals, custom.max_attempts) == (
+        True, (5, 60), 3)
+    assert (custom.mail_from, custom.list_id) == ("MINI <news@mini.example>", "loop.mini.example")
