@@ -30,6 +30,7 @@ def serve_command(host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from leadsvc.jobs import start_in_process_delivery
+    from leadsvc.jobs.drainer import stop_drainer
     from leadsvc.release import prepare_database
 
     app = current_app._get_current_object()
@@ -50,6 +51,7 @@ def serve_command(host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+        stop_drainer(app)  # lets a message being sent finish and be recorded
 
 
 @click.group("db")

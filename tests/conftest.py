@@ -219,25 +219,55 @@ def make_app(settings, shared_zip_directory):
 
 # --- Outbound: real Redis, a real SMTP server, a real HTTP receiver for webhooks -----------------
 
-#: A Redis database of the tests' own, flushed before and after each test that uses it.
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The test Redis: a server URL (each test session claims a database of its own, 15 down to 1,
+#: so sessions running side by side on one machine do not take each other's jobs), or a URL
+#: with a database number to use that one.
+TEST_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+_REDIS_CLAIM = "leadsvc-tests:claim"
+_SESSION_TOKEN = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of this test session's Redis database."""
+    import redis as redis_library
+
+    has_database = TEST_REDIS.rstrip("/").rsplit("/", 1)[-1].isdigit()
+    candidates = [TEST_REDIS] if has_database else [f"{TEST_REDIS}/{n}" for n in range(15, 0, -1)]
+    for url in candidates:
+        client = redis_library.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            if has_database or client.set(_REDIS_CLAIM, _SESSION_TOKEN, nx=True, ex=3600):
+                break
+        except redis_library.exceptions.ConnectionError as error:
+            service_unreachable("Redis at " + TEST_REDIS, error)
+        finally:
+            client.close()
+    else:
+        pytest.fail("every Redis database 1-15 is claimed by another test session")
+    yield url
+    client = redis_library.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    with contextlib.suppress(redis_library.exceptions.ConnectionError):
+        if client.get(_REDIS_CLAIM) == _SESSION_TOKEN.encode():
+            client.flushdb()
+    client.close()
 
 
 @pytest.fixture
-def redis():
-    """The real Redis (database 15 by default), empty; fails in CI and skips elsewhere if down."""
+def redis(redis_url):
+    """The real Redis, this session's database, empty; fails in CI and skips elsewhere if down."""
     import redis as redis_library
 
-    client = redis_library.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2,
-                                          socket_timeout=5)  # fmt: skip
+    client = redis_library.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
     try:
-        client.ping()
+        client.flushdb()
+        client.set(_REDIS_CLAIM, _SESSION_TOKEN, ex=3600)  # the database stays this session's
     except redis_library.exceptions.ConnectionError as error:
-        service_unreachable("Redis at " + REDIS_TEST_URL, error)
-    client.flushdb()
+        service_unreachable("Redis at " + redis_url, error)
     yield client
     with contextlib.suppress(redis_library.exceptions.ConnectionError):
         client.flushdb()
+        client.set(_REDIS_CLAIM, _SESSION_TOKEN, ex=3600)
     client.close()
 
 

@@ -192,3 +192,9 @@ def start_redis() -> None:
     if not redis_answers():
         subprocess.run(REDIS_START, check=True, capture_output=True, timeout=10)
     wait_until(redis_answers, 10, "Redis to answer")
+
+
+def invoke(app, *args: str):
+    """Run a `leadsvc` command on `app` (its own app context, whatever a fixture pushed)."""
+    with app.app_context():
+        return app.test_cli_runner().invoke(args=list(args))

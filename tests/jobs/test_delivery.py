@@ -14,7 +14,15 @@ from leadsvc.jobs.outbox import reclaim_expired
 from leadsvc.jobs.tasks import run_delivery
 from tests.conftest import wait_until
 from tests.factories import valid_signup
-from tests.jobs.support import FAST, add_dealer, attempts, drain, kinds_and_statuses, outbox
+from tests.jobs.support import (
+    FAST,
+    add_dealer,
+    attempts,
+    drain,
+    invoke,
+    kinds_and_statuses,
+    outbox,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +77,15 @@ def test_a_temporary_smtp_failure_is_retried_until_the_tries_run_out_and_kept(
     assert attempts(session, welcome) == [(1, "failed"), (2, "failed"), (3, "failed")]
     assert smtp.received == []
 
-    runner = mail_app.test_cli_runner()
-    status = runner.invoke(args=["outbox", "status"])
+    status = invoke(mail_app, "outbox", "status")
     assert status.exit_code == 0
     counts = status.output.split("\n")[1].split()
     assert counts == ["welcome_email", "0", "0", "0", "0", "1", "0", "0"]  # pending ... failed
     assert "nothing pending" in status.output
-    retried = runner.invoke(args=["outbox", "retry", "--failed"])
+    retried = invoke(mail_app, "outbox", "retry", "--failed")
     assert retried.exit_code == 0 and f"1 rows queued again: {welcome}" in retried.output
     assert kinds_and_statuses(session) == [("welcome_email", "pending")]
-    assert "oldest pending: row" in runner.invoke(args=["outbox", "status"]).output
+    assert "oldest pending: row" in invoke(mail_app, "outbox", "status").output
     drain(mail_app)
     assert len(smtp.wait_for(1)) == 1
     assert attempts(session, welcome)[-1] == (1, "sent")  # a fresh set of tries after the fix
@@ -104,7 +111,7 @@ def test_an_unreachable_mail_server_is_a_retried_failure(make_app, session, welc
 
 def test_retry_refuses_rows_that_were_sent(mail_app, session, smtp, welcome):
     run_delivery(mail_app, welcome)
-    result = mail_app.test_cli_runner().invoke(args=["outbox", "retry", str(welcome)])
+    result = invoke(mail_app, "outbox", "retry", str(welcome))
     assert result.exit_code == 1 and "is sent" in result.output
     assert kinds_and_statuses(session) == [("welcome_email", "sent")]
 
@@ -191,3 +198,21 @@ def test_the_outbox_is_written_in_the_signup_transaction(mail_app, session, smtp
     assert mail_app.test_client().post("/api/v1/signups", json=valid_signup()).status_code == 500
     assert outbox(session) == []
     assert drain(mail_app) == 0 and smtp.received == []
+
+
+def test_an_unknown_row_is_resent_only_when_asked_by_its_id(mail_app, session, smtp, welcome):
+    session.execute(sa.update(OutboxMessage).values(status="unknown", attempts=1))
+    session.commit()
+    assert "0 rows queued again" in invoke(mail_app, "outbox", "retry", "--failed").output
+    assert drain(mail_app) == 0
+    result = invoke(mail_app, "outbox", "retry", str(welcome))
+    assert result.exit_code == 0 and f"1 rows queued again: {welcome}" in result.output
+    drain(mail_app)
+    assert len(smtp.wait_for(1)) == 1
+    assert kinds_and_statuses(session) == [("welcome_email", "sent")]
+
+
+def test_worker_and_relay_need_redis(app):
+    for command in (["worker"], ["relay", "--once"]):
+        result = invoke(app, *command)
+        assert result.exit_code == 1 and "REDIS_URL is not set" in result.output

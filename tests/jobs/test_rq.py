@@ -15,7 +15,7 @@ from leadsvc.jobs.models import OutboxAttempt
 from leadsvc.jobs.outbox import QueuedRow
 from leadsvc.jobs.queue import QUEUE_NAME, enqueue, outbound_queue, worker_redis
 from leadsvc.jobs.relay import relay_once
-from tests.conftest import REDIS_TEST_URL, wait_until
+from tests.conftest import wait_until
 from tests.factories import valid_signup
 from tests.jobs.support import (
     FAST,
@@ -46,14 +46,14 @@ def routes_reload_at_once(monkeypatch):
 
 
 @pytest.fixture
-def rq_app(make_app, smtp, redis):
-    return make_app(redis_url=REDIS_TEST_URL, smtp_url=smtp.url, **FAST)
+def rq_app(make_app, smtp, redis, redis_url):
+    return make_app(redis_url=redis_url, smtp_url=smtp.url, **FAST)
 
 
 @pytest.fixture
-def worker(database_url, smtp, redis, tmp_path):
+def worker(database_url, smtp, redis, redis_url, tmp_path):
     """Starts `leadsvc worker` processes on the test database; all stopped at the end."""
-    env = worker_env(database_url, tmp_path, REDIS_URL=REDIS_TEST_URL, SMTP_URL=smtp.url)
+    env = worker_env(database_url, tmp_path, REDIS_URL=redis_url, SMTP_URL=smtp.url)
     started = []
 
     def start():
@@ -85,14 +85,14 @@ def rq_is_idle(redis) -> bool:
 
 
 def relay(app):
-    return relay_once(app, worker_redis(REDIS_TEST_URL))
+    return relay_once(app, worker_redis(app.config["LEADSVC_SETTINGS"].redis_url))
 
 
 def test_a_signup_is_delivered_by_the_worker(rq_app, session, smtp, webhook_receiver, worker):
     add_dealer(session, webhook_url=webhook_receiver.url)
     worker()
     sign_up(rq_app, interests=["Countryman"])
-    messages = smtp.wait_for(2, timeout=20)
+    messages = smtp.wait_for(2, timeout=45)
     [request] = webhook_receiver.wait_for(1)
     wait_until(lambda: all_sent(session), 10, "every outbox row sent")
 
@@ -119,7 +119,7 @@ def test_a_failing_webhook_is_retried_by_rq_with_growing_intervals(
     webhook_receiver.statuses = [500, 503]
     worker()
     sign_up(rq_app)
-    requests = webhook_receiver.wait_for(3, timeout=20)
+    requests = webhook_receiver.wait_for(3, timeout=45)
     wait_until(lambda: all_sent(session), 10, "every outbox row sent")
     [hook] = [row for row in outbox(session) if row.kind == "dealer_webhook"]
     assert attempts(session, hook.id) == [(1, "failed"), (2, "failed"), (3, "sent")]
@@ -144,7 +144,7 @@ def test_signups_while_redis_is_down_are_delivered_once_when_it_is_back(
         start_redis()
     report = relay(rq_app)
     assert (report.enqueued, report.reclaimed) == (6, 0)
-    messages = smtp.wait_for(6, timeout=30)
+    messages = smtp.wait_for(6, timeout=45)
     wait_until(lambda: all_sent(session) and rq_is_idle(redis), 10, "the jobs to finish")
     assert relay(rq_app).enqueued == 0
     assert sorted(m["To"] for m in messages if "person" in m["To"]) == [
