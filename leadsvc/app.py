@@ -65,6 +65,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from leadsvc.auth import register_security_scheme
+    from leadsvc.consent.api import blp as consent_blp
     from leadsvc.dealers.api import admin_blp, dealer_blp
     from leadsvc.geo.views import blp as zips_blp
     from leadsvc.outbound.views import pages as outbound_pages
@@ -75,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(zips_blp)
     api.register_blueprint(dealer_blp)
     api.register_blueprint(admin_blp)
+    api.register_blueprint(consent_blp)
     app.register_blueprint(pages)
     app.register_blueprint(outbound_pages)
     app.register_blueprint(health.blp)

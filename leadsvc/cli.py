@@ -101,11 +101,12 @@ def zips_load_command(source: str | None) -> None:
 
 def register_commands(app) -> None:
     from leadsvc.auth.commands import COMMANDS as KEY_COMMANDS
+    from leadsvc.consent.commands import COMMANDS as CONSENT_COMMANDS
     from leadsvc.dealers.commands import COMMANDS as DEALER_COMMANDS
     from leadsvc.jobs.commands import COMMANDS as JOB_COMMANDS
 
-    for command in (serve_command, db_group, zips_group, *DEALER_COMMANDS, *KEY_COMMANDS,
-                    *JOB_COMMANDS):  # fmt: skip
+    domains = (DEALER_COMMANDS, KEY_COMMANDS, JOB_COMMANDS, CONSENT_COMMANDS)
+    for command in (serve_command, db_group, zips_group, *(c for d in domains for c in d)):
         app.cli.add_command(command)
 
 

@@ -1,7 +1,13 @@
 """Every model, imported in one place so Alembic and the tests see the whole schema."""
 
 from leadsvc.auth.models import ApiKey
-from leadsvc.consent.models import ConsentEvent, ConsentText
+from leadsvc.consent.models import (
+    ConsentEvent,
+    ConsentSeal,
+    ConsentText,
+    ErasedSubject,
+    ExportAudit,
+)
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.models import ZipCode
@@ -9,7 +15,7 @@ from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
 from leadsvc.signups.models import Lead
 
 __all__ = [
-    "ApiKey",
-    "Base", "ConsentEvent", "ConsentText", "Dealer", "Lead", "LeadMove", "OutboxAttempt",
-    "OutboxMessage", "RoutingVersion", "Territory", "ZipCode", "ZipRoute",
-]
+    "ApiKey", "Base", "ConsentEvent", "ConsentSeal", "ConsentText", "Dealer", "ErasedSubject",
+    "ExportAudit", "Lead", "LeadMove", "OutboxAttempt", "OutboxMessage", "RoutingVersion",
+    "Territory", "ZipCode", "ZipRoute",
+]  # fmt: skip

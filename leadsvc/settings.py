@@ -158,6 +158,7 @@ class Settings:
     min_fill_seconds: float = 2.0
     site_origins: tuple[str, ...] = ()
     metrics_token: str | None = None
+    retention_days: int = 730
 
     @property
     def zip_data_dir(self) -> Path:
@@ -257,6 +258,7 @@ class Settings:
             min_fill_seconds=_number(env, "MIN_FILL_SECONDS", 2.0, 0, 60),
             site_origins=_origins(env, "SITE_ORIGINS"),
             metrics_token=_optional(env, "METRICS_TOKEN"),
+            retention_days=int(_number(env, "RETENTION_DAYS", 730, 1, 36_500)),
         )
 
 

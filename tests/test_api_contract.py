@@ -44,6 +44,7 @@ def contract_app(postgres_url, shared_zip_directory, tmp_path_factory):
     reset_postgres(postgres_url)
     app = create_app(Settings(database_url=postgres_url, secret_key=TEST_SECRET_KEY,
                               instance_path=tmp_path_factory.mktemp("contract")))  # fmt: skip
+    app.config["TESTING"] = True  # no in-process outbox delivery thread outliving the module
     app.extensions["leadsvc.zip_directory"] = shared_zip_directory
     with db.sessionmaker(app)() as session:
         import_dealers(session, dealer_csv(dealer_line("NY1", "10019"),

@@ -30,14 +30,15 @@ class ConsentText(Base):
 
 
 class ConsentEvent(Base):
-    """An append-only record; database triggers refuse UPDATE, DELETE and TRUNCATE."""
+    """An append-only record; database triggers refuse UPDATE, DELETE and TRUNCATE, except the
+    erasure that replaces `subject` by `erased:<keyed hash>` and changes nothing else."""
 
     __tablename__ = "consent_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: The lead's id when the event happened (kept as a plain value: leads may be purged).
     lead_id: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
-    #: The person: their normalised email address.
+    #: The person: their normalised email address, or `erased:<keyed hash>` after erasure.
     subject: Mapped[str] = mapped_column(sa.String(254), index=True)
     event_type: Mapped[str] = mapped_column(sa.String(16))
     text_version: Mapped[int] = mapped_column(sa.ForeignKey("consent_texts.version"))
@@ -46,3 +47,47 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     source_url: Mapped[str | None] = mapped_column(sa.String(2048))
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: SHA-256 of the event's content with the subject's keyed hash (see consent.chain).
+    digest: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Chain order: the inserting transaction on PostgreSQL (server default), None on SQLite.
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger, server_default=sa.FetchedValue())
+
+
+class ConsentSeal(Base):
+    """One link of the hash chain: the events since the previous seal, and that seal's hash."""
+
+    __tablename__ = "consent_seals"
+
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_txid: Mapped[int] = mapped_column(sa.BigInteger)
+    first_event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    last_txid: Mapped[int] = mapped_column(sa.BigInteger)
+    last_event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    event_count: Mapped[int] = mapped_column(sa.Integer)
+    events_digest: Mapped[str] = mapped_column(sa.String(64))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    seal_hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class ExportAudit(Base):
+    """Who exported which consent events, when, with which filters, and how many rows."""
+
+    __tablename__ = "export_audits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    filters: Mapped[dict] = mapped_column(sa.JSON)
+    format: Mapped[str] = mapped_column(sa.String(8))
+    rows: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class ErasedSubject(Base):
+    """The keyed hash of an erased address: a later signup from it is new consent."""
+
+    __tablename__ = "erased_subjects"
+
+    subject_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.models import ConsentEvent, ConsentText
+from leadsvc.db import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +43,48 @@ def record_consent(
     context: ConsentContext,
 ) -> ConsentEvent:
     """Append one consent event; it is never updated afterwards (triggers enforce it)."""
-    event = ConsentEvent(
-        lead_id=lead_id,
-        subject=subject,
-        event_type=event_type,
-        text_version=text_version,
-        ip=context.ip,
-        user_agent=context.user_agent,
-        source_url=context.source_url,
-        request_id=context.request_id,
-    )
+    from leadsvc.consent.chain import event_digest, subject_key
+
+    values = {
+        "lead_id": lead_id,
+        "subject": subject,
+        "event_type": event_type,
+        "text_version": text_version,
+        "occurred_at": utcnow(),
+        "ip": context.ip,
+        "user_agent": context.user_agent,
+        "source_url": context.source_url,
+        "request_id": context.request_id,
+    }
+    event = ConsentEvent(**values, digest=event_digest(**values, key=subject_key()))
     session.add(event)
     return event
+
+
+def list_texts(session: Session) -> list[ConsentText]:
+    return list(session.scalars(sa.select(ConsentText).order_by(ConsentText.version)))
+
+
+def publish_text(session: Session, text: str) -> ConsentText:
+    """Add a new consent text version and make it the active one (the form shows it at once)."""
+    import hashlib
+
+    text = text.strip()
+    if not text:
+        raise ValueError("the consent text is empty")
+    if len(text) > 10_000:
+        raise ValueError("the consent text is longer than 10,000 characters")
+    current = session.scalar(sa.select(ConsentText).where(ConsentText.active).with_for_update())
+    if current is not None and current.text == text:
+        raise ValueError(f"this text is already the active version {current.version}")
+    version = (session.scalar(sa.select(sa.func.max(ConsentText.version))) or 0) + 1
+    if current is not None:
+        current.active = False
+        session.flush()
+    published = ConsentText(
+        version=version, text=text, sha256=hashlib.sha256(text.encode()).hexdigest(),
+        active=True, published_at=utcnow(),
+    )  # fmt: skip
+    session.add(published)
+    session.commit()
+    return published

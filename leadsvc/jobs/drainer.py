@@ -15,6 +15,7 @@ import threading
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from leadsvc.consent.chain import seal_for_app
 from leadsvc.extensions import db
 from leadsvc.jobs.outbox import due_pending, reclaim_expired
 from leadsvc.jobs.tasks import IN_PROCESS, run_delivery
@@ -62,6 +63,7 @@ class OutboxDrainer:
         settings = self.app.config["LEADSVC_SETTINGS"]
         with db.sessionmaker(self.app)() as session:
             reclaim_expired(session, settings.max_attempts)
+        seal_for_app(self.app)  # consent events into the hash chain
         tried, after_id = 0, 0
         while not self._stop.is_set():
             with db.sessionmaker(self.app)() as session:

@@ -24,6 +24,7 @@ from flask import Flask
 from rq.job import Job, JobStatus
 from sqlalchemy.exc import SQLAlchemyError
 
+from leadsvc.consent.chain import seal_for_app
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
 from leadsvc.jobs.outbox import (
@@ -48,9 +49,10 @@ class RelayReport:
     reclaimed: int = 0
     enqueued: int = 0
     given_up: int = 0
+    sealed: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.reclaimed or self.enqueued or self.given_up)
+        return bool(self.reclaimed or self.enqueued or self.given_up or self.sealed)
 
 
 def _job_statuses(connection: redis.Redis, job_ids: list[str]) -> list[str | None]:
@@ -87,6 +89,7 @@ def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
     report = RelayReport()
     with db.sessionmaker(app)() as session:
         report.reclaimed = len(reclaim_expired(session, settings.max_attempts))
+    report.sealed = seal_for_app(app).events  # consent events into the hash chain
     after_id = 0
     while True:
         with db.sessionmaker(app)() as session:
@@ -116,8 +119,9 @@ def run_relay(app: Flask, connection: redis.Redis, interval: float,
         try:
             report = relay_once(app, connection)
             if report:
-                log.info("relay: %d tries reclaimed, %d jobs enqueued, %d rows given up",
-                         report.reclaimed, report.enqueued, report.given_up)  # fmt: skip
+                log.info("relay: %d tries reclaimed, %d jobs enqueued, %d rows given up, "
+                         "%d consent events sealed", report.reclaimed, report.enqueued,
+                         report.given_up, report.sealed)  # fmt: skip
         except redis.exceptions.RedisError as error:
             log.warning("relay: redis unavailable (%s)", type(error).__name__)
         except SQLAlchemyError as error:

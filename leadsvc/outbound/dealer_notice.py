@@ -35,6 +35,7 @@ from leadsvc.outbound.mail import DeliveryError, redact
 from leadsvc.outbound.messages import message_id
 
 WEBHOOK_EVENT = "lead.created"
+ERASURE_EVENT = "lead.erased"
 USER_AGENT = "leadsvc-webhook/1"
 
 
@@ -83,7 +84,38 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
-def post_webhook(url: str, secret: str, body: bytes, *, delivery: str, timeout: float) -> int:
+def erasure_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage:
+    """The deletion notice to `dealer`: the person of lead N asked to be erased."""
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = Address(display_name=dealer.name, addr_spec=dealer.lead_email)
+    message["Subject"] = f"Deletion request for lead {lead.id} from MINI USA Stay In the Loop"
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = message_id(settings, outbox_id, "dealer_erasure_email")
+    message.set_content(
+        f"The person behind lead {lead.id} (sent to {dealer.name} on "
+        f"{lead.created_at:%Y-%m-%d}) has asked MINI USA to erase their personal data.\n\n"
+        f"Please delete every copy of lead {lead.id} (names, email address, ZIP code, interests) "
+        "from your lead system and any other place you keep it, and do not contact the person "
+        "on the basis of this lead.\n",
+        subtype="plain", charset="utf-8",
+    )  # fmt: skip
+    return message
+
+
+def erasure_webhook_body(*, outbox_id: int, lead, dealer) -> bytes:
+    """The JSON the dealer's webhook receives when a lead's person was erased."""
+    document = {
+        "event": ERASURE_EVENT,
+        "delivery": f"outbox-{outbox_id}",
+        "dealer": {"code": dealer.code, "name": dealer.name},
+        "lead": {"id": lead.id, "consent": "erased"},
+    }
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def post_webhook(url: str, secret: str, body: bytes, *, delivery: str, timeout: float,
+                 event: str = WEBHOOK_EVENT) -> int:  # fmt: skip
     """POST the signed body; returns the 2xx status, raises `DeliveryError` for anything else."""
     timestamp = str(int(time.time()))
     request = urllib.request.Request(
@@ -93,7 +125,7 @@ def post_webhook(url: str, secret: str, body: bytes, *, delivery: str, timeout: 
         headers={
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "X-Leadsvc-Event": WEBHOOK_EVENT,
+            "X-Leadsvc-Event": event,
             "X-Leadsvc-Delivery": delivery,
             "X-Leadsvc-Timestamp": timestamp,
             "X-Leadsvc-Signature": webhook_signature(secret, timestamp, body),

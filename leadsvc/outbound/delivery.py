@@ -16,11 +16,22 @@ from leadsvc.dealers.models import Dealer
 from leadsvc.jobs.outbox import (
     CONFIRM_EMAIL,
     DEALER_EMAIL,
+    DEALER_ERASURE_EMAIL,
+    DEALER_ERASURE_WEBHOOK,
     DEALER_KINDS,
     DEALER_WEBHOOK,
+    ERASURE_KINDS,
     PERSON_KINDS,
 )
-from leadsvc.outbound.dealer_notice import adf_email, post_webhook, webhook_body
+from leadsvc.outbound.dealer_notice import (
+    ERASURE_EVENT,
+    WEBHOOK_EVENT,
+    adf_email,
+    erasure_email,
+    erasure_webhook_body,
+    post_webhook,
+    webhook_body,
+)
 from leadsvc.outbound.mail import DeliveryError, HandedOff, mail_transport
 from leadsvc.outbound.messages import person_email
 from leadsvc.outbound.subscription import may_send
@@ -32,6 +43,7 @@ class Webhook:
     url: str
     secret: str
     body: bytes
+    event: str = WEBHOOK_EVENT
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | No
     """Why the message must not go out now, or None if it may."""
     if lead is None:
         return "the lead no longer exists"
+    if kind in ERASURE_KINDS:
+        return None  # a deletion notice goes out whatever the lead's state
     if not may_send(kind, lead.consent_status):
         if lead.consent_status == "withdrawn":
             return "suppressed: the person unsubscribed"
@@ -89,6 +103,15 @@ def build(settings, session: Session, outbox_id: int, kind: str, lead_id: int,
         body = webhook_body(outbox_id=outbox_id, lead=lead, dealer=dealer)
         webhook = Webhook(dealer.webhook_url, dealer.webhook_secret, body)
         return Outgoing(outbox_id, kind, webhook=webhook)
+    if kind == DEALER_ERASURE_EMAIL:
+        notice = erasure_email(settings, outbox_id=outbox_id, lead=lead, dealer=dealer)
+        return Outgoing(outbox_id, kind, email=notice)
+    if kind == DEALER_ERASURE_WEBHOOK:
+        if not dealer.webhook_url or not dealer.webhook_secret:
+            raise DeliveryError("the dealer has no webhook any more", permanent=True)
+        body = erasure_webhook_body(outbox_id=outbox_id, lead=lead, dealer=dealer)
+        webhook = Webhook(dealer.webhook_url, dealer.webhook_secret, body, ERASURE_EVENT)
+        return Outgoing(outbox_id, kind, webhook=webhook)
     raise ValueError(f"unknown outbox kind {kind!r}")
 
 
@@ -101,4 +124,4 @@ def transmit(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
     webhook = outgoing.webhook
     handed_off()
     post_webhook(webhook.url, webhook.secret, webhook.body, delivery=outgoing.delivery_id,
-                 timeout=settings.webhook_timeout)  # fmt: skip
+                 timeout=settings.webhook_timeout, event=webhook.event)  # fmt: skip

@@ -21,6 +21,8 @@ from leadsvc.jobs.models import OutboxMessage
 from leadsvc.jobs.outbox import (
     CONFIRM_EMAIL,
     DEALER_EMAIL,
+    DEALER_ERASURE_EMAIL,
+    DEALER_ERASURE_WEBHOOK,
     DEALER_KINDS,
     DEALER_WEBHOOK,
     SKIPPED,
@@ -98,6 +100,15 @@ def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list
     webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
     if webhook_url:
         rows.append(add_message(session, DEALER_WEBHOOK, lead_id, dealer_id))
+    return rows
+
+
+def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[OutboxMessage]:
+    """A deletion notice (email, and webhook if the dealer has one) for an erased person's lead."""
+    rows = [add_message(session, DEALER_ERASURE_EMAIL, lead_id, dealer_id)]
+    webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
+    if webhook_url:
+        rows.append(add_message(session, DEALER_ERASURE_WEBHOOK, lead_id, dealer_id))
     return rows
 
 

@@ -1,0 +1,134 @@
+"""The compliance API (compliance keys): consent export, subject lookup, erasure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from leadsvc.auth import SECURITY_SCHEME, current_principal, requires
+from leadsvc.consent.export import FORMATS, stream_export
+from leadsvc.consent.subjects import erase_subject, lookup_subject
+from leadsvc.errors import ErrorSchema
+from leadsvc.extensions import db
+from leadsvc.input_bounds import PlainText
+from leadsvc.request_context import consent_context
+
+blp = Blueprint(
+    "consent",
+    __name__,
+    url_prefix="/api/v1/consent",
+    description="Consent log export, subject access and erasure (compliance keys)",
+)
+MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in MEDIA.values()}
+
+
+def _documented(view):
+    view = blp.alt_response(401, schema=ErrorSchema, description="Missing or bad API key")(view)
+    view = blp.alt_response(403, schema=ErrorSchema, description="Key of another role")(view)
+    return blp.doc(security=[{SECURITY_SCHEME: []}])(view)
+
+
+class ExportQuerySchema(Schema):
+    start = fields.AwareDateTime(
+        data_key="from",
+        load_default=None,
+        metadata={"description": "Events at or after (default: all)"},
+    )
+    end = fields.AwareDateTime(
+        data_key="to", load_default=None, metadata={"description": "Events before (default: now)"}
+    )
+    format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data.get("start") and data.get("end") and data["start"] >= data["end"]:
+            raise ValidationError("from must be before to", "from")
+
+
+class SubjectQuerySchema(Schema):
+    email = PlainText(required=True, max_length=320)
+
+
+class ErasureSchema(Schema):
+    email = PlainText(required=True, max_length=320)
+
+
+class ErasureReplySchema(Schema):
+    subject_hash = fields.String()
+    already_erased = fields.Boolean()
+    lead_id = fields.Integer(allow_none=True)
+    events_rewritten = fields.Integer()
+    dealers_notified = fields.List(fields.String())
+
+
+def _jsonable(value):
+    """Datetimes as ISO 8601 (Flask's default is the HTTP date format)."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def export_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    return (start or datetime(1970, 1, 1, tzinfo=UTC)), (end or datetime.now(UTC))
+
+
+@blp.route("/events")
+class ConsentEvents(MethodView):
+    @requires("compliance")
+    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.response(200, description="CSV (header row) or JSON lines, streamed")
+    @blp.doc(
+        responses={
+            "200": {
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                }
+            }
+        }
+    )
+    @blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
+    @_documented
+    def get(self, query):
+        """Every consent event in the range, streamed (each export is audited)"""
+        start, end = export_range(query["start"], query["end"])
+        actor = f"api:{current_principal().prefix}"
+        chunks = stream_export(db.engine(), query["format"], start, end, actor)
+        filename = f"consent-events.{query['format']}"
+        return Response(
+            stream_with_context(chunks),
+            mimetype=MEDIA[query["format"]],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+
+@blp.route("/subjects")
+class Subjects(MethodView):
+    @requires("compliance")
+    @blp.arguments(SubjectQuerySchema, location="query")
+    @blp.response(200, description="Everything held about the person (a data access request)")
+    @blp.alt_response(422, schema=ErrorSchema, description="No email given")
+    @_documented
+    def get(self, query):
+        """Everything held about one person: lead, consent history, emails, dealers notified"""
+        return _jsonable(lookup_subject(db.session, query["email"]))
+
+
+@blp.route("/erasures")
+class Erasures(MethodView):
+    @requires("compliance")
+    @blp.arguments(ErasureSchema)
+    @blp.response(200, ErasureReplySchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="No email given")
+    @_documented
+    def post(self, body):
+        """Erase a person (idempotent): personal fields removed, consent kept under a keyed hash"""
+        report = erase_subject(db.session, body["email"], consent_context(None))
+        return report.__dict__
