@@ -184,8 +184,8 @@ def client(app):
 
 @pytest.fixture
 def session(app):
-    """A session on the app's database, for looking at what a request stored."""
-    with db.sessionmaker(app)() as session:
+    """A session on the app's database, inside an app context (as a CLI command or job runs)."""
+    with app.app_context(), db.sessionmaker(app)() as session:
         yield session
 
 
