@@ -62,28 +62,58 @@ ORDER BY e.id
 """
 
 
-def _pg_safe(column: str) -> str:
+_PG_SOURCES = {
+    "event_id": "e.id",
+    "occurred_at": "e.occurred_at",
+    "event_type": "e.event_type",
+    "subject": "e.subject",
+    "text_version": "e.text_version",
+    "text_sha256": "t.sha256",
+    "ip": "e.ip",
+    "user_agent": "e.user_agent",
+    "source_url": "e.source_url",
+    "request_id": "e.request_id",
+    "dealer_code": "d.code",
+    "current_status": "CASE WHEN l.id IS NULL THEN 'purged' ELSE l.consent_status END",
+}
+_PG_FROM = """
+FROM consent_events e
+JOIN consent_texts t ON t.version = e.text_version
+LEFT JOIN leads l ON l.id = e.lead_id
+LEFT JOIN dealers d ON d.id = l.dealer_id
+WHERE e.occurred_at >= {start} AND e.occurred_at < {end}
+ORDER BY e.id
+"""
+#: First characters a spreadsheet would take for a formula (tab and CR as SQL escapes).
+_PG_FORMULA_STARTS = "'=', '+', '-', '@', E'\\t', E'\\r'"
+
+
+def _pg_safe(source: str, name: str) -> str:
     """SQL for a text column with formula-like starts neutralised by a leading quote."""
     return (
-        f"CASE WHEN {column} ~ '^[=+\\-@\\t\\r]' THEN '''' || {column} ELSE {column} END "
-        f"AS {column.split('.')[-1]}"
+        f"CASE WHEN left({source}, 1) IN ({_PG_FORMULA_STARTS}) "
+        f"THEN '''' || {source} ELSE {source} END AS {name}"
     )
 
 
 def _pg_copy_sql(fmt: str, start: str, end: str) -> str:
-    inner = _SELECT.format(start=start, end=end)
+    """One flat SELECT (no re-sorting subquery) inside COPY."""
+    rest = _PG_FROM.format(start=start, end=end)
     if fmt == "csv":
-        safe = ", ".join(
-            _pg_safe(column) if column in _TEXT_COLUMNS else column for column in COLUMNS
+        columns = ", ".join(
+            _pg_safe(_PG_SOURCES[c], c) if c in _TEXT_COLUMNS else f"{_PG_SOURCES[c]} AS {c}"
+            for c in COLUMNS
         )
-        query = f"SELECT {safe} FROM ({inner}) AS x ORDER BY event_id"
-        return f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
-    # JSON lines: one json object per row; CSV format with quote and delimiter characters that
-    # never occur in JSON text, so COPY passes each line through unescaped.
-    query = f"SELECT row_to_json(x)::text FROM ({inner}) AS x ORDER BY event_id"
+        return (
+            f"COPY (SELECT {columns} {rest}) TO STDOUT "
+            "WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
+        )
+    # JSON lines: one object per row; CSV format with quote and delimiter characters that never
+    # occur in JSON text, so COPY passes each line through unescaped.
+    pairs = ", ".join(f"'{c}', {_PG_SOURCES[c]}" for c in COLUMNS)
     return (
-        f"COPY ({query}) TO STDOUT WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02', "
-        "ENCODING 'UTF8')"
+        f"COPY (SELECT json_build_object({pairs})::text {rest}) TO STDOUT "
+        "WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02', ENCODING 'UTF8')"
     )
 
 
