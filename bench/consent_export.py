@@ -17,7 +17,6 @@ leads routed to 20 dealers), and prints, measured in this one run:
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,8 @@ from leadsvc.settings import Settings  # noqa: E402
 SECRET = "bench-secret-key-" + "x" * 32
 
 FILL = """
-INSERT INTO zip_codes (zip5, city, state, latitude, longitude) VALUES ('10001', 'New York', 'NY', 40.75, -73.99);
+INSERT INTO zip_codes (zip5, city, state, latitude, longitude)
+VALUES ('10001', 'New York', 'NY', 40.75, -73.99);
 INSERT INTO dealers (code, name, street, city, state, zip5, phone, lead_email, latitude, longitude,
                      coordinates_from, active, created_at, updated_at)
 SELECT 'B' || n, 'Bench dealer ' || n, '1 Main St', 'Town', 'NY', '10001', '(800) 555-0100',
