@@ -23,6 +23,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+#: Serialisation policies with RFC 5322's 998-character line limit: the long, unbreakable
+#: List-Unsubscribe URLs then stay plain text (a 78-character fold would RFC 2047-encode them,
+#: which mail providers' one-click parsers do not decode).
+WIRE_SMTP = policy.SMTP.clone(max_line_length=998)
+WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998)
 
 
 def redact(text: str, limit: int = 300) -> str:
@@ -116,7 +121,7 @@ class SmtpTransport:
                 if not client.has_extn("smtputf8"):
                     raise DeliveryError("the mail server has no SMTPUTF8", permanent=True)
                 options = ["SMTPUTF8", "BODY=8BITMIME"]
-            data = message.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
+            data = message.as_bytes(policy=WIRE_SMTPUTF8 if international else WIRE_SMTP)
             self._expect(client.mail(sender, options), (250,), "MAIL FROM")
             for recipient in recipients:
                 self._expect(client.rcpt(recipient), (250, 251), "RCPT TO")
@@ -161,7 +166,7 @@ class MailDirectory:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{name}.eml"
         temporary = self.directory / f".{name}.{os.getpid()}.tmp"
-        temporary.write_bytes(message.as_bytes(policy=policy.SMTPUTF8))
+        temporary.write_bytes(message.as_bytes(policy=WIRE_SMTPUTF8))
         try:
             handed_off()
         except BaseException:
