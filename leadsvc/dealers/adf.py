@@ -9,6 +9,7 @@ left out (ADF has no way to say "withdrawn").
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
@@ -18,12 +19,15 @@ from leadsvc.dealers.leads import WITHHELD_STATES
 HEADER = '<?xml version="1.0"?>\n<?adf version="1.0"?>\n'
 PROVIDER_NAME = "MINI USA Stay In the Loop newsletter"
 PROVIDER_SERVICE = "Newsletter signup"
+#: Characters XML 1.0 cannot carry at all (C0 controls but tab and line breaks, surrogates, FFFE/F):
+#: ElementTree writes them as they are, which would make the whole page unparseable.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _text(parent: ET.Element, tag: str, text: str | None = None, **attributes) -> ET.Element:
     element = ET.SubElement(parent, tag, {k: str(v) for k, v in attributes.items()})
     if text is not None:
-        element.text = str(text)
+        element.text = _NOT_XML.sub("", str(text))
     return element
 
 

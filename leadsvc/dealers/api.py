@@ -6,6 +6,8 @@ is filtered by the calling key's dealer; cursors are signed and bound to the cal
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import sqlalchemy as sa
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
@@ -86,12 +88,19 @@ class DealerLeads(MethodView):
     @dealer_blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
     @_documented(dealer_blp)
     def get(self, query):
-        """The calling dealer's leads, oldest first, one page at a time"""
+        """The calling dealer's leads, oldest first, one page at a time
+
+        `next_cursor` (CSV and ADF: `X-Next-Cursor`) continues after the last lead served, at the
+        end of the feed too: keep it and poll on from it, and no lead is skipped or served twice.
+        A page shorter than `limit` means there is nothing more for now; `Link: rel="next"` is
+        sent only while more leads are ready. A cursor works only with the filters (`status`,
+        `since`) and format it was issued for, and only for the dealer it was issued to.
+        """
         principal = current_principal()
         chosen = _chosen_format(query.get("format"))
         since = query.get("since")
-        scope = {"d": principal.dealer_id, "st": query["status"],
-                 "si": since.isoformat() if since else None}  # fmt: skip
+        scope = {"d": principal.dealer_id, "st": query["status"], "f": chosen,
+                 "si": since.astimezone(UTC).isoformat() if since else None}  # fmt: skip
         pager = _pager("dealer-feed")
         page = leads.dealer_feed(
             db.session, principal.dealer_id,
@@ -114,6 +123,7 @@ class DealerLeads(MethodView):
             )
         if next_cursor:
             response.headers["X-Next-Cursor"] = next_cursor
+        if page.more:
             args = {**request.args, "cursor": next_cursor}
             response.headers["Link"] = f'<{url_for(request.endpoint, **args)}>; rel="next"'
         return response

@@ -25,14 +25,20 @@ from leadsvc.signups.models import Lead
 SERVED_STATES = ("given", "confirmed", "withdrawn", "erased")
 #: States in which the person's personal fields are withheld.
 WITHHELD_STATES = ("withdrawn", "erased")
-PERSONAL_FIELDS = ("first_name", "last_name", "email", "interests", "source")
+#: The person's own data: null while consent is withdrawn or the person is erased (the ZIP is
+#: part of their address; distance and routing reason are the dealer's, and stay).
+PERSONAL_FIELDS = ("first_name", "last_name", "email", "zip", "zip4", "interests", "source")
 MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
 class FeedPage:
     leads: list[dict[str, Any]]
+    #: Where the next page starts: after the last lead served (or where this page started, when
+    #: it was empty). None only when nothing was served and no position was given.
     next_position: tuple[int, int] | None
+    #: More leads are ready right now beyond this page.
+    more: bool = False
 
 
 def lead_record(lead: Lead) -> dict[str, Any]:
@@ -56,8 +62,6 @@ def lead_record(lead: Lead) -> dict[str, Any]:
     }
     if withheld:
         record.update({name: None for name in PERSONAL_FIELDS})
-        record["interests"] = []
-        record["zip4"] = None
     return record
 
 
@@ -67,7 +71,11 @@ def _own(dealer_id: int):
 
 def dealer_feed(session: Session, dealer_id: int, *, after: tuple[int, int] | None, limit: int,
                 since: datetime | None = None, only_new: bool = True) -> FeedPage:  # fmt: skip
-    """The dealer's leads in feed order (oldest first), after the cursor position `after`."""
+    """The dealer's leads in feed order (oldest first), after the cursor position `after`.
+
+    Only positions below the horizon are served (see `leadsvc.dealers.delivery`), so a position
+    handed out is never overtaken by a lead that commits later.
+    """
     query = sa.select(Lead).where(_own(dealer_id))
     if only_new:
         query = query.where(Lead.acknowledged_at.is_(None))
@@ -81,8 +89,10 @@ def dealer_feed(session: Session, dealer_id: int, *, after: tuple[int, int] | No
     rows = list(session.scalars(query.order_by(Lead.delivery_seq, Lead.id).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_position = (rows[-1].delivery_seq, rows[-1].id) if more else None
-    return FeedPage([lead_record(lead) for lead in rows], next_position)
+    # A position is handed out at the end of the feed too: a consumer keeps it and polls on from
+    # it, and a lead committed later (behind the horizon until then) comes after it.
+    next_position = (rows[-1].delivery_seq, rows[-1].id) if rows else after
+    return FeedPage([lead_record(lead) for lead in rows], next_position, more)
 
 
 def dealer_lead(session: Session, dealer_id: int, lead_id: int) -> dict[str, Any] | None:
@@ -95,13 +105,17 @@ def acknowledge(
 ) -> tuple[list[int], list[int]]:
     """Mark the dealer's leads acknowledged (idempotent); returns (acknowledged, not found)."""
     wanted = sorted(set(lead_ids))
+    # Ownership is checked by the UPDATE itself: a lead that moves to another dealer while this
+    # runs (a deactivation re-routes it) is re-checked on its new row and left alone, instead of
+    # being acknowledged on the new dealer's behalf. A lead acknowledged here is not moved (a
+    # move waits for this row and re-checks), so the SELECT after it sees the same ownership.
+    session.execute(
+        sa.update(Lead)
+        .where(_own(dealer_id), Lead.id.in_(wanted), Lead.acknowledged_at.is_(None))
+        .values(acknowledged_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
     owned = set(session.scalars(sa.select(Lead.id).where(_own(dealer_id), Lead.id.in_(wanted))))
-    if owned:
-        session.execute(
-            sa.update(Lead)
-            .where(Lead.id.in_(owned), Lead.acknowledged_at.is_(None))
-            .values(acknowledged_at=utcnow())
-        )
     session.commit()
     return sorted(owned), [lead_id for lead_id in wanted if lead_id not in owned]
 

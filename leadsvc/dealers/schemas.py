@@ -29,15 +29,20 @@ class DealerLeadSchema(Schema):
     first_name = fields.String(allow_none=True)
     last_name = fields.String(allow_none=True)
     email = fields.String(allow_none=True)
-    zip = fields.String()
+    zip = fields.String(allow_none=True)
     zip4 = fields.String(allow_none=True)
     distance_km = fields.Float(allow_none=True)
     distance_miles = fields.Float(allow_none=True)
     routing_reason = fields.String(metadata={"description": "territory, nearest or manual"})
-    consent = fields.String(metadata={"description": "given, confirmed, withdrawn or erased"})
+    consent = fields.String(
+        metadata={
+            "description": "given, confirmed, withdrawn or erased; withdrawn and erased leads "
+            "carry no personal fields (names, email, ZIP, interests, source are null)"
+        }
+    )
     created_at = fields.DateTime()
     acknowledged_at = fields.DateTime(allow_none=True)
-    interests = fields.List(fields.String())
+    interests = fields.List(fields.String(), allow_none=True)
     source = fields.String(allow_none=True)
 
 
