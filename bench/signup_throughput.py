@@ -1,0 +1,262 @@
+"""Signup throughput: `POST /api/v1/signups` under gunicorn against a bare INSERT endpoint.
+
+Run from the repository root with the dev extra installed and wrk on the PATH:
+
+    python bench/signup_throughput.py [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+                                      [--seconds 20] [--connections 8]
+
+It creates a scratch database on that PostgreSQL (dropped at the end), runs `leadsvc db upgrade`
+(migrations, ZIP directory) and `leadsvc dealers import config/dealers.demo.csv` on it, starts a
+private Redis on 127.0.0.1:6390 (no persistence; stopped at the end), then starts, one after the
+other and with the same `config/gunicorn.conf.py`:
+
+1. the baseline: `bench/baseline_app.py`, one endpoint doing a single `INSERT ... RETURNING id`;
+2. leadsvc: `wsgi:app` (rate limits off, REDIS_URL on the private Redis, no rq worker running).
+
+Each gets a 5 s warm-up, then `--seconds` of load from wrk (a separate process) with
+`--connections` connections, posting real signup bodies (distinct emails, ZIPs taken from the
+directory). It prints requests/s and p50/p95/p99 latency of both, the ratios (goals: leadsvc
+>= 50% of baseline requests/s, leadsvc p99 <= 2x baseline p99) and each web worker's RSS after
+the load (goal < 100 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-secret-key-" + "x" * 32
+REDIS_PORT = 6390
+WEB_PORT = 8790
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_baseline (
+    id bigserial PRIMARY KEY,
+    email text NOT NULL,
+    first_name text,
+    last_name text,
+    zip text,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+WRK_SCRIPT = r"""
+local zips = {%(zips)s}
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  prefix = args[1]
+end
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"first_name":"Bench","last_name":"Mark","email":"%%s-%%d-%%d@example.com","zip":"%%s"}',
+    prefix, tid, counter, zips[(counter %% #zips) + 1])
+  return wrk.format("POST", "/api/v1/signups", {["Content-Type"] = "application/json"}, body)
+end
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%%d,"duration_us":%%d,"non2xx":%%d,"socket_errors":%%d,' ..
+    '"p50":%%d,"p95":%%d,"p99":%%d,"max":%%d}\n',
+    summary.requests, summary.duration, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def scratch_postgres(admin_url: str) -> str:
+    name = f"leadsvc_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres(admin_url: str, url: str) -> None:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        )
+    admin.dispose()
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_port(port)
+    return process
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return sorted(int(pid) for pid in children)
+
+
+def gunicorn(app: str, config: Path, env: dict, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(config), app],
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_port(WEB_PORT)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk(script: Path, seconds: int, connections: int, prefix: str) -> dict:
+    result = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{WEB_PORT}", "--", prefix],
+        capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT "):
+            figures = json.loads(line.removeprefix("RESULT "))
+            figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+            return figures
+    raise RuntimeError(f"wrk gave no result:\n{result.stdout}\n{result.stderr}")
+
+
+def measure(name, app, config, env, script, args, log) -> tuple[dict, list[float]]:
+    process = gunicorn(app, config, env, log)
+    try:
+        warm = wrk(script, 5, args.connections, f"warm-{name}-{uuid.uuid4().hex[:6]}")
+        if warm["non2xx"] or warm["socket_errors"]:
+            raise RuntimeError(f"{name}: errors during warm-up {warm}; see {log}")
+        figures = wrk(script, args.seconds, args.connections, f"{name}-{uuid.uuid4().hex[:6]}")
+        rss = [rss_mb(pid) for pid in worker_pids(process.pid)]
+    finally:
+        stop(process)
+    return figures, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="leadsvc-bench-") as tmp:
+        tmp_path = Path(tmp)
+        log = tmp_path / "gunicorn.log"
+        pg_url = scratch_postgres(args.postgres)
+        redis = start_redis(REDIS_PORT, tmp_path)
+        try:
+            env = {
+                **os.environ,
+                "DATABASE_URL": pg_url,
+                "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+                "SECRET_KEY": SECRET,
+                "RATE_LIMITS_ENABLED": "false",
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "HOST": "127.0.0.1",
+                "PORT": str(WEB_PORT),
+                "LOG_LEVEL": "WARNING",
+            }
+            env.pop("WEB_CONCURRENCY", None)
+            for command in (["db", "upgrade"],
+                            ["dealers", "import", str(ROOT / "config/dealers.demo.csv")]):  # fmt: skip
+                subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,
+                               stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+            engine = sa.create_engine(pg_url)
+            with engine.begin() as connection:
+                connection.execute(sa.text(CREATE_TABLE))
+                zips = [z for (z,) in connection.execute(sa.text("SELECT zip5 FROM zip_codes"))]
+                dealers = connection.scalar(sa.text("SELECT count(*) FROM dealers"))
+            script = tmp_path / "signup.lua"
+            sample = random.Random(8).sample(zips, 500)
+            script.write_text(WRK_SCRIPT % {"zips": ",".join(f'"{z}"' for z in sample)})
+
+            app_config = ROOT / "config/gunicorn.conf.py"
+            # The same configuration; only post_fork drops the baseline's pool, not leadsvc's.
+            base_config = tmp_path / "baseline.conf.py"
+            base_config.write_text(
+                f"exec(open({str(app_config)!r}).read())\n\n"
+                "def post_fork(server, worker):\n"
+                "    from bench import baseline_app\n"
+                "    baseline_app.engine.dispose(close=False)\n"
+            )
+            base, base_rss = measure("base", "bench.baseline_app:app", base_config, env,
+                                     script, args, log)  # fmt: skip
+            app, app_rss = measure("signup", "wsgi:app", app_config, env, script, args, log)
+            with engine.begin() as connection:
+                leads = connection.scalar(sa.text("SELECT count(*) FROM leads"))
+                routed = connection.scalar(
+                    sa.text("SELECT count(*) FROM leads WHERE dealer_id IS NOT NULL")
+                )
+                outbox = connection.scalar(sa.text("SELECT count(*) FROM outbox"))
+            engine.dispose()
+        finally:
+            redis.terminate()
+            redis.wait(timeout=10)
+            drop_postgres(args.postgres, pg_url)
+
+    workers = len(app_rss)
+    print(f"signup throughput ({args.connections} connections, {args.seconds} s each after a 5 s "
+          f"warm-up; gunicorn {workers} workers x gthread, {dealers} dealers)")  # fmt: skip
+    print(f"  {'':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for name, r in (("baseline INSERT ... RETURNING id", base), ("leadsvc POST /api/v1/signups", app)):
+        print(f"  {name:<34}{r['rps']:>9,.0f}{r['p50'] / 1000:>9.1f}{r['p95'] / 1000:>9.1f}"
+              f"{r['p99'] / 1000:>9.1f}{r['non2xx'] + r['socket_errors']:>9}")  # fmt: skip
+    print(f"  req/s ratio leadsvc / baseline    : {app['rps'] / base['rps']:.2f}   (goal >= 0.50)")
+    print(f"  p99 ratio leadsvc / baseline      : {app['p99'] / base['p99']:.2f}   (goal <= 2.0)")
+    print(f"  leads stored {leads:,} ({routed:,} routed to a dealer), outbox rows {outbox:,}")
+    print("  web worker RSS after the load, MB : leadsvc "
+          + ", ".join(f"{m:.1f}" for m in app_rss) + "   (goal < 100)"
+          + "; baseline " + ", ".join(f"{m:.1f}" for m in base_rss))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
