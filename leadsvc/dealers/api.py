@@ -44,6 +44,21 @@ admin_blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
 
 NOT_FOUND = "No such lead."
 MEDIA_TYPES = {"csv": "text/csv", "adf": "application/xml", "json": "application/json"}
+_NEXT = {
+    "X-Next-Cursor": {"schema": {"type": "string"}, "description": "The next page's cursor"},
+    "Link": {"schema": {"type": "string"}, "description": 'The next page, rel="next"'},
+}
+FEED_FORMATS_DOC = {
+    "200": {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Feed"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/xml": {"schema": {"type": "string", "description": "ADF 1.0"}},
+        },
+        "headers": _NEXT,
+    },
+    "204": {"description": "An ADF page with no lead that can be sent", "headers": _NEXT},
+}
 
 
 def _documented(blp: Blueprint):
@@ -86,6 +101,7 @@ class DealerLeads(MethodView):
     @dealer_blp.response(200, FeedSchema, description="JSON; or CSV / ADF XML by format or Accept")
     @dealer_blp.alt_response(400, schema=ErrorSchema, description="A cursor not issued for this")
     @dealer_blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
+    @dealer_blp.doc(responses=FEED_FORMATS_DOC)
     @_documented(dealer_blp)
     def get(self, query):
         """The calling dealer's leads, oldest first, one page at a time
@@ -129,7 +145,7 @@ class DealerLeads(MethodView):
         return response
 
 
-@dealer_blp.route("/leads/<int:lead_id>")
+@dealer_blp.route("/leads/<int(max=9223372036854775807):lead_id>")
 class DealerLead(MethodView):
     @requires("dealer")
     @dealer_blp.response(200, DealerLeadSchema)
@@ -240,7 +256,7 @@ class AdminUnassigned(MethodView):
         return {"leads": records, "next_cursor": pager.encode((last,), {"u": 1}) if last else None}
 
 
-@admin_blp.route("/leads/<int:lead_id>/dealer")
+@admin_blp.route("/leads/<int(max=9223372036854775807):lead_id>/dealer")
 class AdminLeadDealer(MethodView):
     @requires("admin")
     @admin_blp.arguments(ReassignSchema)

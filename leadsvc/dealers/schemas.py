@@ -3,12 +3,15 @@
 from marshmallow import Schema, fields, validate
 
 from leadsvc.dealers.leads import MAX_PAGE
+from leadsvc.input_bounds import PlainText
 
 FORMATS = ("json", "csv", "adf")
+#: Ids are 64-bit in both databases.
+MAX_ID = 2**63 - 1
 
 
 class FeedQuerySchema(Schema):
-    cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
+    cursor = PlainText(max_length=500, metadata={"description": "next_cursor of the previous page"})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
     since = fields.AwareDateTime(
         default_timezone=None, metadata={"description": "Only leads created at or after this time"}
@@ -53,7 +56,7 @@ class FeedSchema(Schema):
 
 class AckSchema(Schema):
     lead_ids = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
         validate=validate.Length(min=1, max=MAX_PAGE),
     )
@@ -65,7 +68,7 @@ class AckReplySchema(Schema):
 
 
 class PageQuerySchema(Schema):
-    cursor = fields.String()
+    cursor = PlainText(max_length=500)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
 
 
@@ -101,15 +104,15 @@ class DealerListSchema(Schema):
 class DealerUpsertSchema(Schema):
     """A dealer as the import file has it (all values as text; the import validates them)."""
 
-    name = fields.String(required=True)
-    street = fields.String(required=True)
-    city = fields.String(required=True)
-    state = fields.String(required=True)
-    zip = fields.String(required=True)
-    phone = fields.String(required=True)
-    lead_email = fields.String(required=True)
-    webhook_url = fields.String(load_default="")
-    webhook_secret = fields.String(load_default="", load_only=True)
+    name = PlainText(required=True, max_length=120)
+    street = PlainText(required=True)
+    city = PlainText(required=True, max_length=100)
+    state = PlainText(required=True, max_length=2)
+    zip = PlainText(required=True, max_length=10)
+    phone = PlainText(required=True, max_length=32)
+    lead_email = PlainText(required=True, max_length=254)
+    webhook_url = PlainText(load_default="", max_length=2048)
+    webhook_secret = PlainText(load_default="", load_only=True)
     latitude = fields.Float(load_default=None, allow_none=True)
     longitude = fields.Float(load_default=None, allow_none=True)
 
@@ -128,8 +131,8 @@ class ImportReplySchema(Schema):
 
 
 class TerritorySchema(Schema):
-    zip = fields.String(required=True)
-    dealer_code = fields.String(required=True)
+    zip = PlainText(required=True, max_length=10)
+    dealer_code = PlainText(required=True, max_length=16)
 
 
 class TerritoriesSchema(Schema):
@@ -139,7 +142,8 @@ class TerritoriesSchema(Schema):
 
 
 class ReassignSchema(Schema):
-    dealer_code = fields.String(
+    dealer_code = PlainText(
+        max_length=16,
         required=True,
         allow_none=True,
         metadata={"description": "null: back to the unassigned pool"},
