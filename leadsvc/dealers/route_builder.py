@@ -131,10 +131,7 @@ def rebuild_routes(session: Session) -> RebuildReport:
     version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1
     _write_routes(
         session,
-        [
-            (z, d, r, km, km_to_miles(km))
-            for z, (d, r, km) in routes.items()
-        ],
+        [(z, d, r, km, km_to_miles(km)) for z, (d, r, km) in routes.items()],
     )
     territory_zips = sum(1 for _, reason, _ in routes.values() if reason == "territory")
     build_ms = int((time.perf_counter() - started) * 1000)
@@ -155,7 +152,17 @@ def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int
     """
     version = session.scalar(sa.select(sa.func.max(RoutingVersion.version)))
     route = sa.select(ZipRoute).where(ZipRoute.zip5 == Lead.zip5).correlate(Lead)
-    pending = (Lead.dealer_id == dealer_id) & Lead.acknowledged_at.is_(None)
+    # Lock the leads to move first: a concurrent acknowledgement then waits and sees the move,
+    # and the moves recorded are exactly the leads updated.
+    moving = list(session.scalars(
+        sa.select(Lead.id)
+        .where(Lead.dealer_id == dealer_id, Lead.acknowledged_at.is_(None))
+        .order_by(Lead.id)
+        .with_for_update()
+    ))  # fmt: skip
+    if not moving:
+        return 0
+    chosen = Lead.id.in_(moving)
     session.execute(
         sa.insert(LeadMove).from_select(
             ["lead_id", "from_dealer_id", "to_dealer_id", "reason", "routing_version", "moved_at"],
@@ -166,12 +173,12 @@ def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int
                 sa.literal(reason),
                 sa.literal(version),
                 sa.literal(utcnow(), type_=LeadMove.__table__.c.moved_at.type),
-            ).where(pending),
+            ).where(chosen),
         )
     )
     return session.execute(
         sa.update(Lead)
-        .where(pending)
+        .where(chosen)
         .values(
             dealer_id=route.with_only_columns(ZipRoute.dealer_id).scalar_subquery(),
             distance_km=route.with_only_columns(ZipRoute.distance_km).scalar_subquery(),
