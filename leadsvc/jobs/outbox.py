@@ -75,18 +75,32 @@ def add_message(
     session: Session, kind: str, lead_id: int, dealer_id: int | None = None
 ) -> OutboxMessage:
     """Write one outbox row in the caller's transaction; it is dispatched after the commit."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown outbox kind {kind!r}")
-    payload = {"lead_id": lead_id} | ({"dealer_id": dealer_id} if dealer_id is not None else {})
+    return add_messages(session, [(kind, lead_id, dealer_id)])[0]
+
+
+def add_messages(
+    session: Session, messages: list[tuple[str, int, int | None]]
+) -> list[OutboxMessage]:
+    """Write outbox rows (kind, lead id, dealer id or None) in the caller's transaction with one
+    flush (one multi-row INSERT ... RETURNING); they are dispatched after the commit."""
+    for kind, _, _ in messages:
+        if kind not in KINDS:
+            raise ValueError(f"unknown outbox kind {kind!r}")
     now = utcnow()
-    row = OutboxMessage(
-        kind=kind, lead_id=lead_id, dealer_id=dealer_id, payload=payload, status=PENDING,
-        attempts=0, generation=1, created_at=now, updated_at=now,
-    )  # fmt: skip
-    session.add(row)
+    rows = []
+    for kind, lead_id, dealer_id in messages:
+        payload = {"lead_id": lead_id} | ({"dealer_id": dealer_id} if dealer_id is not None else {})
+        rows.append(OutboxMessage(
+            kind=kind, lead_id=lead_id, dealer_id=dealer_id, payload=payload, status=PENDING,
+            attempts=0, generation=1, created_at=now, updated_at=now,
+        ))  # fmt: skip
+    if not rows:
+        return rows
+    session.add_all(rows)
     session.flush()
-    _note_for_dispatch(session, row)
-    return row
+    for row in rows:
+        _note_for_dispatch(session, row)
+    return rows
 
 
 def lock_message(session: Session, outbox_id: int) -> OutboxMessage | None:

@@ -28,6 +28,7 @@ from leadsvc.jobs.outbox import (
     SKIPPED,
     WELCOME_EMAIL,
     add_message,
+    add_messages,
     skip_open_messages,
 )
 from leadsvc.signups.models import Lead
@@ -60,15 +61,17 @@ def plan_after_signup(
     `confirm_emails_per_day` in 24 hours); a lead that just became consented gets the welcome
     email; a consented lead is passed to its dealer once per dealer.
     """
-    rows: list[OutboxMessage] = []
     if status == PENDING:
         if confirmations_sent_today(session, lead_id) < confirm_emails_per_day:
-            rows.append(add_message(session, CONFIRM_EMAIL, lead_id))
-    elif status in CONSENTED:
+            return add_messages(session, [(CONFIRM_EMAIL, lead_id, None)])
+        return []
+    messages: list[tuple[str, int, int | None]] = []
+    if status in CONSENTED:
         if previous not in CONSENTED:
-            rows.append(add_message(session, WELCOME_EMAIL, lead_id))
-        rows.extend(notify_dealer(session, lead_id, dealer_id))
-    return rows
+            messages.append((WELCOME_EMAIL, lead_id, None))
+        # A lead inserted by this signup (no previous status) has no outbox rows yet.
+        messages.extend(_dealer_messages(session, lead_id, dealer_id, told=previous is not None))
+    return add_messages(session, messages)
 
 
 def confirmations_sent_today(session: Session, lead_id: int) -> int:
@@ -84,23 +87,37 @@ def confirmations_sent_today(session: Session, lead_id: int) -> int:
 
 def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list[OutboxMessage]:
     """The ADF email (and webhook, if the dealer has one), unless this dealer was already told."""
+    return add_messages(session, _dealer_messages(session, lead_id, dealer_id))
+
+
+def _dealer_messages(
+    session: Session, lead_id: int, dealer_id: int | None, *, told: bool = True
+) -> list[tuple[str, int, int | None]]:
+    """The dealer notices `notify_dealer` writes; `told=False` when the lead is new (it cannot
+    have any), which saves the query."""
     if dealer_id is None:
         return []
-    told = session.scalar(
-        sa.select(sa.func.count()).where(
-            OutboxMessage.lead_id == lead_id,
-            OutboxMessage.dealer_id == dealer_id,
-            OutboxMessage.kind.in_(DEALER_KINDS),
-            OutboxMessage.status != SKIPPED,
-        )
-    )
+    webhook_url = sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id).scalar_subquery()
     if told:
-        return []
-    rows = [add_message(session, DEALER_EMAIL, lead_id, dealer_id)]
-    webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
-    if webhook_url:
-        rows.append(add_message(session, DEALER_WEBHOOK, lead_id, dealer_id))
-    return rows
+        already = (
+            sa.select(sa.func.count())
+            .where(
+                OutboxMessage.lead_id == lead_id,
+                OutboxMessage.dealer_id == dealer_id,
+                OutboxMessage.kind.in_(DEALER_KINDS),
+                OutboxMessage.status != SKIPPED,
+            )
+            .scalar_subquery()
+        )
+        told_count, url = session.execute(sa.select(already, webhook_url)).one()
+        if told_count:
+            return []
+    else:
+        url = session.scalar(sa.select(webhook_url))
+    messages = [(DEALER_EMAIL, lead_id, dealer_id)]
+    if url:
+        messages.append((DEALER_WEBHOOK, lead_id, dealer_id))
+    return messages
 
 
 def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[OutboxMessage]:
