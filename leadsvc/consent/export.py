@@ -48,21 +48,7 @@ _TEXT_COLUMNS = {
     "event_type",
 }
 
-_SELECT = """
-SELECT e.id AS event_id, e.occurred_at, e.event_type, e.subject, e.text_version,
-       t.sha256 AS text_sha256, e.ip, e.user_agent, e.source_url, e.request_id,
-       d.code AS dealer_code,
-       CASE WHEN l.id IS NULL THEN 'purged' ELSE l.consent_status END AS current_status
-FROM consent_events e
-JOIN consent_texts t ON t.version = e.text_version
-LEFT JOIN leads l ON l.id = e.lead_id
-LEFT JOIN dealers d ON d.id = l.dealer_id
-WHERE e.occurred_at >= {start} AND e.occurred_at < {end}
-ORDER BY e.id
-"""
-
-
-_PG_SOURCES = {
+_SOURCES = {
     "event_id": "e.id",
     "occurred_at": "e.occurred_at",
     "event_type": "e.event_type",
@@ -76,7 +62,7 @@ _PG_SOURCES = {
     "dealer_code": "d.code",
     "current_status": "CASE WHEN l.id IS NULL THEN 'purged' ELSE l.consent_status END",
 }
-_PG_FROM = """
+_FROM = """
 FROM consent_events e
 JOIN consent_texts t ON t.version = e.text_version
 LEFT JOIN leads l ON l.id = e.lead_id
@@ -86,6 +72,12 @@ ORDER BY e.id
 """
 #: First characters a spreadsheet would take for a formula (tab and CR as SQL escapes).
 _PG_FORMULA_STARTS = "'=', '+', '-', '@', E'\\t', E'\\r'"
+
+
+def _plain_select(start: str, end: str) -> str:
+    """The export query without COPY or neutralisation (SQLite; Python does the rest)."""
+    columns = ", ".join(f"{_SOURCES[c]} AS {c}" for c in COLUMNS)
+    return f"SELECT {columns} {_FROM.format(start=start, end=end)}"
 
 
 def _pg_safe(source: str, name: str) -> str:
@@ -98,10 +90,10 @@ def _pg_safe(source: str, name: str) -> str:
 
 def _pg_copy_sql(fmt: str, start: str, end: str) -> str:
     """One flat SELECT (no re-sorting subquery) inside COPY."""
-    rest = _PG_FROM.format(start=start, end=end)
+    rest = _FROM.format(start=start, end=end)
     if fmt == "csv":
         columns = ", ".join(
-            _pg_safe(_PG_SOURCES[c], c) if c in _TEXT_COLUMNS else f"{_PG_SOURCES[c]} AS {c}"
+            _pg_safe(_SOURCES[c], c) if c in _TEXT_COLUMNS else f"{_SOURCES[c]} AS {c}"
             for c in COLUMNS
         )
         return (
@@ -110,7 +102,7 @@ def _pg_copy_sql(fmt: str, start: str, end: str) -> str:
         )
     # JSON lines: one object per row; CSV format with quote and delimiter characters that never
     # occur in JSON text, so COPY passes each line through unescaped.
-    pairs = ", ".join(f"'{c}', {_PG_SOURCES[c]}" for c in COLUMNS)
+    pairs = ", ".join(f"'{c}', {_SOURCES[c]}" for c in COLUMNS)
     return (
         f"COPY (SELECT json_build_object({pairs})::text {rest}) TO STDOUT "
         "WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02', ENCODING 'UTF8')"
@@ -126,7 +118,7 @@ def _row_dict(row) -> dict:
 
 def _sqlite_chunks(connection, fmt: str, start: datetime, end: datetime) -> Iterator[bytes]:
     query = (
-        sa.text(_SELECT.format(start=":start", end=":end"))
+        sa.text(_plain_select(":start", ":end"))
         .bindparams(
             sa.bindparam("start", type_=UTCDateTime), sa.bindparam("end", type_=UTCDateTime)
         )
