@@ -206,8 +206,8 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
             }
             env.pop("WEB_CONCURRENCY", None)
-            for command in (["db", "upgrade"],
-                            ["dealers", "import", str(ROOT / "config/dealers.demo.csv")]):  # fmt: skip
+            demo = str(ROOT / "config/dealers.demo.csv")
+            for command in (["db", "upgrade"], ["dealers", "import", demo]):
                 subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,
                                stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
             engine = sa.create_engine(pg_url)
@@ -247,7 +247,8 @@ def main() -> None:
     print(f"signup throughput ({args.connections} connections, {args.seconds} s each after a 5 s "
           f"warm-up; gunicorn {workers} workers x gthread, {dealers} dealers)")  # fmt: skip
     print(f"  {'':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-    for name, r in (("baseline INSERT ... RETURNING id", base), ("leadsvc POST /api/v1/signups", app)):
+    rows = (("baseline INSERT ... RETURNING id", base), ("leadsvc POST /api/v1/signups", app))
+    for name, r in rows:
         print(f"  {name:<34}{r['rps']:>9,.0f}{r['p50'] / 1000:>9.1f}{r['p95'] / 1000:>9.1f}"
               f"{r['p99'] / 1000:>9.1f}{r['non2xx'] + r['socket_errors']:>9}")  # fmt: skip
     print(f"  req/s ratio leadsvc / baseline    : {app['rps'] / base['rps']:.2f}   (goal >= 0.50)")
