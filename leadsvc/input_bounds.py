@@ -1,21 +1,31 @@
-"""Bounds on what a request may carry: body size, and text free of control characters.
+"""Bounds on what a request may carry: body size, encoding, and text free of control characters.
 
-Bodies over `MAX_CONTENT_LENGTH` get a clear 413 in the API's error shape. `PlainText` is the
-string field for every free-text input outside the signup form (whose own fields word their
-errors as the form does): NUL and the other C0 controls never reach a view or the database.
+Bodies over `MAX_CONTENT_LENGTH` get a clear 413 in the API's error shape, whether they declare
+their length or stream it (chunked). JSON and form bodies must be UTF-8 (Werkzeug would otherwise
+keep undecodable form bytes as literal `%FF` text or U+FFFD, and store them), and JSON may not
+nest deeper than the parser can follow: both get a clear 400 before any limiter, schema or view
+reads the body. `PlainText` is the string field for
+every free-text input outside the signup form (whose own fields word their errors as the form
+does): NUL and the other C0 controls never reach a view or the database.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import unquote_to_bytes
 
-from flask import Flask
+from flask import Flask, request
 from marshmallow import fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 CONTROL_MESSAGE = "Please remove control characters."
 TOO_LARGE_MESSAGE = "The request is too large."
+NOT_UTF8_MESSAGE = "Please send the form as UTF-8 text."
+#: The same words webargs' "Invalid JSON body." is given (leadsvc.errors.BODY_MESSAGES).
+INVALID_JSON_MESSAGE = "Please send the form as valid JSON."
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def without_controls(value: str | None, limit: int) -> str | None:
@@ -58,5 +68,65 @@ def _too_large(_error: RequestEntityTooLarge):
     return error_reply(413, TOO_LARGE_MESSAGE)
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _body_problem() -> str | None:
+    """Why the body cannot be read as UTF-8 JSON or form data, or None (reads at most the cap)."""
+    if request.is_json:
+        data = request.get_data(cache=True)
+        if not data:
+            return None
+        if not _utf8(data):
+            return NOT_UTF8_MESSAGE
+        try:
+            json.loads(data)
+        except RecursionError:
+            return INVALID_JSON_MESSAGE
+        except ValueError:
+            return None  # webargs and the views answer unparseable JSON in their own words
+        return None
+    if request.mimetype == _FORM_TYPES[0]:
+        data = request.get_data(cache=True)
+        pairs = data.replace(b"+", b" ").replace(b";", b"&").split(b"&")
+        if not _utf8(data) or not all(_utf8(unquote_to_bytes(pair)) for pair in pairs):
+            return NOT_UTF8_MESSAGE
+    elif request.mimetype == _FORM_TYPES[1]:
+        # Werkzeug decodes multipart fields with errors="replace": undecodable bytes become U+FFFD.
+        if any("\ufffd" in value for _, value in request.form.items(multi=True)):
+            return NOT_UTF8_MESSAGE
+    return None
+
+
+def _refuse_a_cut_off_stream() -> None:
+    """A body sent without Content-Length (chunked) over the cap: Werkzeug reads it up to the cap
+    and stops without a word, so a form cut short could pass as a complete one. Refuse it."""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return
+    if "wsgi.input_terminated" not in request.environ:
+        return  # Werkzeug gives such a request an empty body
+    if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
+def _check_body():
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        _refuse_a_cut_off_stream()
+    if request.method in ("POST", "PUT", "PATCH") and request.mimetype:
+        problem = _body_problem()
+        if problem is not None:
+            from leadsvc.errors import error_reply
+
+            return error_reply(400, problem)
+    return None
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.before_request(_check_body)

@@ -2,7 +2,12 @@
 
 Nothing personal is logged: code logs ids and outcomes, never names or addresses, and where a
 log line must correlate a person it uses `pseudonym()` (a keyed hash). The formatter also masks
-anything that looks like an email address in case a third-party library logs one.
+anything that looks like an email address in case a third-party library logs one, wherever it
+sits in the record (message, extra fields of any type).
+
+Each request gets one line of its own (`request_line`: method, route pattern, status, duration,
+request id). The route pattern, never the path: paths carry link tokens and query strings. The
+development server's own access lines (werkzeug: the raw path, no request id) are turned off.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from flask import g, has_request_context
 EMAIL_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']+")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _pseudonym_key = b"leadsvc"
+_requests = logging.getLogger("leadsvc.requests")
+#: Probes and scrapes, logged at DEBUG.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def pseudonym(value: str) -> str:
@@ -29,6 +37,17 @@ def pseudonym(value: str) -> str:
 
 def _mask(text: str) -> str:
     return EMAIL_LIKE.sub("[email]", text)
+
+
+def _masked(value):
+    """`value` with every string in it masked (dicts, lists, tuples and sets are walked)."""
+    if isinstance(value, str):
+        return _mask(value)
+    if isinstance(value, dict):
+        return {_masked(key): _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    return value
 
 
 class RequestIdFilter(logging.Filter):
@@ -49,10 +68,19 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in entry:
-                entry[key] = _mask(value) if isinstance(value, str) else value
+                entry[key] = _masked(value)
         if record.exc_info:
             entry["error"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=lambda value: _mask(str(value)))
+
+
+def request_line(method: str, route: str, status: int, seconds: float) -> None:
+    """The request's own log line (probes at DEBUG: they come every few seconds)."""
+    level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+    _requests.log(level, "%s %s %d", method, route, status, extra={
+        "method": method, "route": route, "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+    })  # fmt: skip
 
 
 def configure_logging(level: str, secret_key: str) -> None:
@@ -68,3 +96,6 @@ def configure_logging(level: str, secret_key: str) -> None:
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # `leadsvc serve` runs werkzeug's server, whose access lines carry the raw path (link tokens,
+    # query strings) and no request id; `request_line` stands in for them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
