@@ -31,7 +31,8 @@ def _redis(url: str | None) -> str:
     import redis
 
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+        with redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5) as client:
+            client.ping()
     except redis.RedisError:
         return "unreachable"
     return "ok"

@@ -18,6 +18,7 @@ from leadsvc.dealers.routing import routing_table
 from leadsvc.edge import limit_signups
 from leadsvc.errors import FAILURE_MESSAGE, ErrorSchema, first_messages
 from leadsvc.extensions import db
+from leadsvc.input_bounds import without_controls
 from leadsvc.ops.metrics import count_signup
 from leadsvc.request_context import consent_context
 from leadsvc.signups.abuse import HONEYPOT_FIELD, TOKEN_FIELD, bot_reason, form_token
@@ -150,7 +151,10 @@ def _failure(errors: dict) -> str | None:
 @pages.get("/")
 def form_page():
     """The "Stay In the Loop" form."""
-    values = {key: request.args[key][:200] for key in UTM_KEYS if request.args.get(key)}
+    # UTM values from the link, cleaned so that a stray control character cannot make every
+    # submit of the page fail.
+    utm = {key: without_controls(request.args.get(key), 200) for key in UTM_KEYS}
+    values = {key: value for key, value in utm.items() if value}
     values["source"] = request.base_url[:2048]
     return _render_form(values)
 

@@ -417,3 +417,14 @@ def test_get_signup_is_not_a_page(client):
     page = parse(response.text)
     assert page.find_all("a")[0].attrs["href"] == "/"
     assert page.find_all("form") == []
+
+
+def test_a_control_character_in_a_utm_link_does_not_break_the_form(client, session):
+    page = parse(client.get("/?utm_content=spring%0Asale&utm_source=mail").text)
+    hidden = hidden_inputs(page)
+    assert hidden["utm_content"] == "springsale" and hidden["utm_source"] == "mail"
+    response = client.post("/signup", data=form_post(**{
+        k: v for k, v in hidden.items() if k.startswith("utm_")}))  # fmt: skip
+    assert response.status_code == 200 and "Thank You." in response.text
+    stored = session.scalar(sa.select(Lead.utm))
+    assert stored == {"utm_content": "springsale", "utm_source": "mail"}
