@@ -36,6 +36,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from counting import OPEN_ROWS, SMTP_PORT  # noqa: E402
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
     SECRET,
@@ -46,9 +47,6 @@ from signup_throughput import (  # noqa: E402
     start_redis,
     stop,
 )
-
-SMTP_PORT = 8792
-OPEN_ROWS = sa.text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")
 
 
 class RefusingSink:
