@@ -22,13 +22,14 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scratch import drop_postgres, scratch_postgres  # noqa: E402
 
 from leadsvc.app import create_app  # noqa: E402
 from leadsvc.db import upgrade_schema  # noqa: E402
@@ -89,24 +90,6 @@ EXPORT_SCRIPT = textwrap.dedent(
 )
 
 
-def scratch(admin_url: str) -> str:
-    name = f"leadsvc_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop(admin_url: str, url: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        )
-    admin.dispose()
-
-
 def plain_copy(engine: sa.Engine) -> tuple[int, float]:
     """Rows/s of a plain COPY of the table, read to the end in this process."""
     with engine.connect() as connection:
@@ -132,7 +115,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    url = scratch(args.postgres)
+    url = scratch_postgres(args.postgres)
     try:
         with tempfile.TemporaryDirectory() as instance:
             app = create_app(Settings(database_url=url, secret_key=SECRET,
@@ -149,7 +132,7 @@ def main() -> None:
             results = {fmt: export(url, fmt, instance) for fmt in ("csv", "jsonl")}
             engine.dispose()
     finally:
-        drop(args.postgres, url)
+        drop_postgres(args.postgres, url)
 
     base = copy_rows / copy_seconds
     print(f"consent export benchmark ({copy_rows:,} events, PostgreSQL)")

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scratch import drop_postgres, scratch_postgres  # noqa: E402
 
 from leadsvc.app import create_app  # noqa: E402
 from leadsvc.dealers.directory import import_dealers  # noqa: E402
@@ -62,24 +63,6 @@ def dealer_csv(session, count: int, seed: int = 7) -> str:
         lines.append(f"B{n:03d},Bench dealer {n},1 Main St,Town,{state},{zip5},(800) 555-0100,"
                      f"d{n}@example.com,,,,")  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def scratch_postgres(admin_url: str) -> str:
-    name = f"leadsvc_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_postgres(admin_url: str, url: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        )
-    admin.dispose()
 
 
 def build_app(url: str, instance: Path):

@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from scratch import drop_postgres, scratch_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,24 +84,6 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
 end
 """
-
-
-def scratch_postgres(admin_url: str) -> str:
-    name = f"leadsvc_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_postgres(admin_url: str, url: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        )
-    admin.dispose()
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
