@@ -10,7 +10,8 @@ failover). Each pass, the relay:
 3. re-enqueues, under a new generation, due pending rows whose job ended without settling the row
    (for instance the database was down while the job ran, until rq gave up).
 
-Rows whose job is queued, scheduled (waiting for a retry) or started are left alone.
+Rows whose job is queued, scheduled (waiting for a retry) or started are left alone, unless the
+job has been "started" for longer than its timeout allows: its worker died, and it is re-enqueued.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC
 
 import redis
 from flask import Flask
 from rq.job import Job, JobStatus
+from rq.utils import utcparse
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.consent.chain import seal_for_app
@@ -55,11 +58,29 @@ class RelayReport:
         return bool(self.reclaimed or self.enqueued or self.given_up or self.sealed)
 
 
-def _job_statuses(connection: redis.Redis, job_ids: list[str]) -> list[str | None]:
+#: A job still "started" this long after its timeout lost its worker (rq itself notices only at
+#: its next registry cleanup, minutes later).
+LOST_AFTER_SECONDS = 30
+LOST = "lost"
+
+
+def _job_statuses(connection: redis.Redis, job_ids: list[str],
+                  job_timeout: int) -> list[str | None]:  # fmt: skip
+    """Each job's rq status; "lost" for one started longer ago than its timeout allows."""
     with connection.pipeline(transaction=False) as pipeline:
         for job_id in job_ids:
-            pipeline.hget(Job.key_for(job_id), "status")
-        return [value.decode() if value else None for value in pipeline.execute()]
+            pipeline.hmget(Job.key_for(job_id), "status", "started_at")
+        replies = pipeline.execute()
+    now = utcnow()
+    statuses = []
+    for status, started_at in replies:
+        status = status.decode() if status else None
+        if status == JobStatus.STARTED and started_at:
+            started = utcparse(started_at.decode()).replace(tzinfo=UTC)
+            if (now - started).total_seconds() > job_timeout + LOST_AFTER_SECONDS:
+                status = LOST
+        statuses.append(status)
+    return statuses
 
 
 def _next_generation(app: Flask, outbox_id: int, seen: int) -> QueuedRow | str:
@@ -98,7 +119,7 @@ def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
         if not rows:
             return report
         after_id = rows[-1].id
-        statuses = _job_statuses(connection, [r.job_id for r in rows])
+        statuses = _job_statuses(connection, [r.job_id for r in rows], settings.job_timeout)
         for row, status in zip(rows, statuses, strict=True):
             if status in _WAITING:
                 continue

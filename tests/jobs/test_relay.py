@@ -4,6 +4,7 @@ import pytest
 import sqlalchemy as sa
 from rq.job import Job
 
+from leadsvc.db import utcnow
 from leadsvc.jobs import relay as relay_module
 from leadsvc.jobs.models import OutboxMessage
 from leadsvc.jobs.queue import outbound_queue
@@ -53,6 +54,21 @@ def test_a_job_that_ended_without_settling_its_row_gets_a_new_generation(
     assert relay_once(rq_app, redis).enqueued == 1
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
     assert outbox(session)[0].generation == 2
+
+
+def test_a_job_whose_worker_died_while_started_gets_a_new_generation(rq_app, redis, row, session):
+    """SIGKILL leaves the job "started" in Redis until rq's own cleanup, minutes later."""
+    key = Job.key_for(f"outbox-{row.id}-1")
+    redis.delete(outbound_queue(redis, 3).key)
+    redis.hset(key, mapping={"status": "started", "started_at": "2000-01-01T00:00:00.000000Z"})
+    assert relay_once(rq_app, redis).enqueued == 1
+    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
+    assert outbox(session)[0].generation == 2
+    # A job started just now is running, not lost: left alone.
+    redis.hset(Job.key_for(f"outbox-{row.id}-2"), mapping={
+        "status": "started", "started_at": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")})  # fmt: skip
+    redis.delete(outbound_queue(redis, 3).key)
+    assert relay_once(rq_app, redis).enqueued == 0
 
 
 def test_a_row_re_enqueued_too_often_is_given_up_and_kept(rq_app, redis, row, session, monkeypatch):
