@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.models import ConsentEvent, ConsentText
@@ -29,8 +31,46 @@ def active_text(session: Session) -> ConsentText:
     return text
 
 
+class _TextCache:
+    """Per app: consent text versions known to exist (versions never change once published),
+    and the active version, re-read at most every `ACTIVE_TTL_SECONDS` (a publish reaches every
+    process within that time; a form that posts the version it showed is never affected)."""
+
+    ACTIVE_TTL_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self.known: set[int] = set()
+        self.active: tuple[int, float] | None = None
+
+
+def _cache() -> _TextCache | None:
+    if not has_app_context():
+        return None
+    return current_app.extensions.setdefault("leadsvc.consent_texts", _TextCache())
+
+
 def text_version_exists(session: Session, version: int) -> bool:
-    return session.get(ConsentText, version) is not None
+    cache = _cache()
+    if cache is not None and version in cache.known:
+        return True
+    exists = session.get(ConsentText, version) is not None
+    if exists and cache is not None:
+        cache.known.add(version)
+    return exists
+
+
+def active_text_version(session: Session) -> int:
+    """The version the form shows now (cached for a moment per process)."""
+    cache = _cache()
+    now = time.monotonic()
+    if cache is not None and cache.active and now - cache.active[1] < _TextCache.ACTIVE_TTL_SECONDS:
+        return cache.active[0]
+    version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
+    if version is None:
+        raise LookupError("no active consent text: run `leadsvc db upgrade`")
+    if cache is not None:
+        cache.active = (version, now)
+    return version
 
 
 def record_consent(
@@ -87,4 +127,7 @@ def publish_text(session: Session, text: str) -> ConsentText:
     )  # fmt: skip
     session.add(published)
     session.commit()
+    cache = _cache()
+    if cache is not None:
+        cache.active = None  # this process sees the new version at once
     return published

@@ -17,8 +17,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from leadsvc.consent.models import ConsentText
-from leadsvc.consent.service import ConsentContext, record_consent
+from leadsvc.consent.service import ConsentContext, active_text_version, record_consent
 from leadsvc.db import utcnow
 from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.routing import RoutingTable
@@ -93,12 +92,7 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
 
 
 def _consent_text_version(session: Session, shown: int | None) -> int:
-    if shown is not None:
-        return shown
-    version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
-    if version is None:
-        raise LookupError("no active consent text: run `leadsvc db upgrade`")
-    return version
+    return shown if shown is not None else active_text_version(session)
 
 
 def capture_signup(
