@@ -65,8 +65,10 @@ def suggest_domain(domain: str) -> str | None:
         return None
     best, best_distance = None, 3
     for provider in SUGGESTED_PROVIDERS:
-        distance = _edit_distance(domain, provider)
         allowed = 2 if len(provider) >= 9 else 1
+        if abs(len(domain) - len(provider)) > allowed:
+            continue  # the distance is at least the length difference: no need to compute it
+        distance = _edit_distance(domain, provider)
         if distance <= allowed and distance < best_distance:
             best, best_distance = provider, distance
     return best

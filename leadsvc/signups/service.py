@@ -8,6 +8,7 @@ after-commit hook (`leadsvc.jobs.dispatch`); if Redis is down the relay enqueues
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -66,16 +67,23 @@ class SignupResult:
     dealer_id: int | None = None
 
 
-def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
-    """Insert the lead or refresh the existing one with the same email key, in one statement.
+#: The columns a signup writes, bound per execution into the one cached upsert statement.
+_INSERTED = (
+    "email", "email_key", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "source",
+    "utm", "interests", "consent_status", "consent_text_version", "signup_count", "dealer_id",
+    "distance_km", "routing_reason", "routing_version", "created_at", "updated_at",
+)  # fmt: skip
 
-    Returns the lead's id, signup count (1: just inserted), stored consent status and dealer;
-    the row stays locked (PostgreSQL) or the database write-locked (SQLite) until the commit.
-    """
-    dialect = session.get_bind().dialect.name
+
+@functools.cache
+def _upsert_statement(dialect: str):
+    """The lead upsert for `dialect`, built once: a signup only binds its values (building the
+    statement per request cost more Python time than its two database round trips)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Lead).values(**values, delivery_seq=next_delivery_seq(dialect))
-    new, old = statement.excluded, Lead.__table__.c
+    columns = Lead.__table__.c
+    bound = {name: sa.bindparam(name, type_=columns[name].type) for name in _INSERTED}
+    statement = insert(Lead).values({**bound, "delivery_seq": next_delivery_seq(dialect)})
+    new, old = statement.excluded, columns
     refreshed: dict[str, Any] = {name: new[name] for name in _REFRESHED_ON_REPEAT}
     refreshed.update({name: sa.func.coalesce(new[name], old[name]) for name in _KEPT_UNLESS_GIVEN})
     unacknowledged = old.acknowledged_at.is_(None)
@@ -85,10 +93,19 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
     moved = unacknowledged & old.dealer_id.is_distinct_from(new.dealer_id)
     refreshed["delivery_seq"] = sa.case((moved, new.delivery_seq), else_=old.delivery_seq)
     refreshed["signup_count"] = old.signup_count + 1
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[Lead.email_key], set_=refreshed
     ).returning(Lead.id, Lead.signup_count, Lead.consent_status, Lead.dealer_id)
-    return session.execute(statement).one()
+
+
+def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
+    """Insert the lead or refresh the existing one with the same email key, in one statement.
+
+    Returns the lead's id, signup count (1: just inserted), stored consent status and dealer;
+    the row stays locked (PostgreSQL) or the database write-locked (SQLite) until the commit.
+    """
+    statement = _upsert_statement(session.get_bind().dialect.name)
+    return session.execute(statement, values).one()
 
 
 def _consent_text_version(session: Session, shown: int | None) -> int:
