@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -58,6 +59,7 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+@functools.lru_cache(maxsize=4096)
 def suggest_domain(domain: str) -> str | None:
     """The common provider `domain` is most likely a typo of, or None."""
     domain = domain.lower()
