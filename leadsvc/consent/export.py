@@ -37,16 +37,10 @@ COLUMNS = (
 FORMATS = ("csv", "jsonl")
 #: Bytes handed on at a time (to the HTTP response or the output file).
 CHUNK_BYTES = 256 * 1024
-_TEXT_COLUMNS = {
-    "subject",
-    "ip",
-    "user_agent",
-    "source_url",
-    "request_id",
-    "dealer_code",
-    "current_status",
-    "event_type",
-}
+#: Columns whose text comes from outside (a person, a browser, a page, a proxy's header): only
+#: these can start like a spreadsheet formula. Dealer codes (validated at import), statuses and
+#: event types are ours and cannot.
+_TEXT_COLUMNS = {"subject", "ip", "user_agent", "source_url", "request_id"}
 
 _SOURCES = {
     "event_id": "e.id",
