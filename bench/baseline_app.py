@@ -33,4 +33,3 @@ def signup():
             {key: body.get(key) for key in ("email", "first_name", "last_name", "zip")},
         ).scalar_one()
     return jsonify(status="received", id=lead_id), 202
-

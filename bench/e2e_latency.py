@@ -23,7 +23,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import random
 import subprocess
 import sys
@@ -42,12 +41,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
-    SECRET,
     WEB_PORT,
     drop_postgres,
     gunicorn,
     rss_mb,
     scratch_postgres,
+    service_env,
     start_redis,
     stop,
 )
@@ -157,17 +156,7 @@ def main() -> None:
         pg_url = scratch_postgres(args.postgres)
         redis = start_redis(REDIS_PORT, tmp_path)
         try:
-            env = {
-                **os.environ,
-                "DATABASE_URL": pg_url,
-                "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
-                "SECRET_KEY": SECRET,
-                "RATE_LIMITS_ENABLED": "false",
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "HOST": "127.0.0.1",
-                "PORT": str(WEB_PORT),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = service_env(pg_url, tmp_path)
             env.pop("SMTP_URL", None)
             dealers = tmp_path / "dealers.csv"
             dealers.write_text(dealers_with_webhooks(f"http://127.0.0.1:{RECEIVER_PORT}"))
@@ -218,8 +207,10 @@ def main() -> None:
         hits = receiver.hits
     print(f"end-to-end latency, 202 -> dealer webhook ({args.rate} signups/s for "
           f"{args.seconds} s; gunicorn + 2 rq workers + relay, private Redis)")  # fmt: skip
-    print(f"  signups sent {len(sent):,}, accepted (202) {len(accepted):,}, "
-          f"webhooks received {len(delays):,}, duplicate webhook hits {hits - len(delays):,}")
+    print(
+        f"  signups sent {len(sent):,}, accepted (202) {len(accepted):,}, "
+        f"webhooks received {len(delays):,}, duplicate webhook hits {hits - len(delays):,}"
+    )
     if delays:
         print(f"  p50 / p95 / p99 / max : {percentile(delays, 50):.3f} / "
               f"{percentile(delays, 95):.3f} / {percentile(delays, 99):.3f} / "

@@ -86,6 +86,22 @@ end
 """
 
 
+def service_env(pg_url: str, tmp_path: Path, extra: dict[str, str] | None = None) -> dict:
+    """The environment of every leadsvc process a benchmark starts (web, worker, relay)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+        "SECRET_KEY": SECRET,
+        "RATE_LIMITS_ENABLED": "false",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "HOST": "127.0.0.1",
+        "PORT": str(WEB_PORT),
+        "LOG_LEVEL": "WARNING",
+        **(extra or {}),
+    }
+
+
 def wait_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,17 +193,7 @@ def main() -> None:
         pg_url = scratch_postgres(args.postgres)
         redis = start_redis(REDIS_PORT, tmp_path)
         try:
-            env = {
-                **os.environ,
-                "DATABASE_URL": pg_url,
-                "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
-                "SECRET_KEY": SECRET,
-                "RATE_LIMITS_ENABLED": "false",
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "HOST": "127.0.0.1",
-                "PORT": str(WEB_PORT),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = service_env(pg_url, tmp_path)
             env.pop("WEB_CONCURRENCY", None)
             demo = str(ROOT / "config/dealers.demo.csv")
             for command in (["db", "upgrade"], ["dealers", "import", demo]):

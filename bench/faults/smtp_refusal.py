@@ -21,7 +21,6 @@ import argparse
 import collections
 import email
 import email.policy
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,11 +38,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from counting import OPEN_ROWS, SMTP_PORT  # noqa: E402
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
-    SECRET,
     WEB_PORT,
     drop_postgres,
     gunicorn,
     scratch_postgres,
+    service_env,
     start_redis,
     stop,
 )
@@ -93,19 +92,14 @@ def main() -> None:
         pg_url = scratch_postgres(args.postgres)
         redis = start_redis(REDIS_PORT, tmp_path)
         try:
-            env = {
-                **os.environ,
-                "DATABASE_URL": pg_url,
-                "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
-                "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}",
-                "JOB_RETRY_INTERVALS": ",".join(["2"] * 10),
-                "SECRET_KEY": SECRET,
-                "RATE_LIMITS_ENABLED": "false",
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "HOST": "127.0.0.1",
-                "PORT": str(WEB_PORT),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = service_env(
+                pg_url,
+                tmp_path,
+                {
+                    "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}",
+                    "JOB_RETRY_INTERVALS": ",".join(["2"] * 10),
+                },
+            )
             demo = str(ROOT / "config/dealers.demo.csv")
             for command in (["db", "upgrade"], ["dealers", "import", demo]):
                 subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,

@@ -41,11 +41,11 @@ from counting import OPEN_ROWS, SMTP_PORT, Hooks, Sink  # noqa: E402
 from e2e_latency import RECEIVER_PORT, dealers_with_webhooks  # noqa: E402
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
-    SECRET,
     WEB_PORT,
     drop_postgres,
     gunicorn,
     scratch_postgres,
+    service_env,
     start_redis,
     stop,
 )
@@ -97,22 +97,17 @@ def main() -> None:
         pg_url = scratch_postgres(args.postgres)
         redis = start_redis(REDIS_PORT, tmp_path)
         try:
-            env = {
-                **os.environ,
-                "DATABASE_URL": pg_url,
-                "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
-                "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}",
-                "JOB_RETRY_INTERVALS": ",".join(["2"] * 10),
-                "JOB_TIMEOUT": "10",
-                "SMTP_TIMEOUT": "5",
-                "WEBHOOK_TIMEOUT": "3",
-                "SECRET_KEY": SECRET,
-                "RATE_LIMITS_ENABLED": "false",
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "HOST": "127.0.0.1",
-                "PORT": str(WEB_PORT),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = service_env(
+                pg_url,
+                tmp_path,
+                {
+                    "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}",
+                    "JOB_RETRY_INTERVALS": ",".join(["2"] * 10),
+                    "JOB_TIMEOUT": "10",
+                    "SMTP_TIMEOUT": "5",
+                    "WEBHOOK_TIMEOUT": "3",
+                },
+            )
             dealers = tmp_path / "dealers.csv"
             dealers.write_text(dealers_with_webhooks(f"http://127.0.0.1:{RECEIVER_PORT}"))
             for command in (["db", "upgrade"], ["dealers", "import", str(dealers)]):
@@ -201,8 +196,10 @@ def main() -> None:
     print(f"  signups sent {n}, accepted (202) {len(accepted)}, others {dict(refused)}")
     print(f"  welcome emails at the sink {welcome} (missing {welcome_missing}, duplicates "
           f"{welcome_dup}); expected {len(accepted)}")  # fmt: skip
-    print(f"  dealer (ADF) emails at the sink {dealer_mails} (addresses shared by leads of one "
-          f"dealer, so duplicates show in the outbox rows below); expected {len(accepted)}")
+    print(
+        f"  dealer (ADF) emails at the sink {dealer_mails} (addresses shared by leads of one "
+        f"dealer, so duplicates show in the outbox rows below); expected {len(accepted)}"
+    )
     print(f"  webhook hits {hook_hits}, distinct deliveries {len(deliveries)}, duplicates "
           f"{hook_hits - len(deliveries)}; expected {len(accepted)}")  # fmt: skip
     print(f"  worker/relay restarts after exiting: {dict(restarts) or 0}")
