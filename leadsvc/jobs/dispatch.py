@@ -19,7 +19,7 @@ from flask import Flask
 
 from leadsvc.extensions import db
 from leadsvc.jobs.outbox import NEW_ROWS_KEY, QueuedRow
-from leadsvc.jobs.queue import enqueue, outbound_queue, request_redis
+from leadsvc.jobs.queue import enqueue, outbound_queues, request_redis
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RqDispatcher:
 
     def __init__(self, settings):
         self.settings = settings
-        self.queue = outbound_queue(request_redis(settings.redis_url), settings.job_timeout)
+        self.queues = outbound_queues(request_redis(settings.redis_url), settings.job_timeout)
         self._skip_until = 0.0
         self._lock = threading.Lock()
 
@@ -42,7 +42,7 @@ class RqDispatcher:
             return
         for position, row in enumerate(rows):
             try:
-                enqueue(self.queue, row, self.settings)
+                enqueue(self.queues, row, self.settings)
             except redis.exceptions.RedisError as error:
                 with self._lock:
                     self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS

@@ -1,9 +1,14 @@
-"""rq plumbing: Redis connections, the outbound queue, and enqueueing one outbox row.
+"""rq plumbing: Redis connections, the outbound queues, and enqueueing one outbox row.
 
-Every job is `leadsvc.jobs.tasks.deliver(outbox_id)` on the `outbound` queue with the JSON
-serializer, an explicit timeout, `Retry` with growing intervals, and `unique=True` on the job id
+Every job is `leadsvc.jobs.tasks.deliver(outbox_id)` with the JSON serializer, an explicit
+timeout, `Retry` with growing intervals, and `unique=True` on the job id
 `outbox-<id>-<generation>`, so enqueueing the same row twice (the request and the relay racing)
 leaves one job.
+
+There is one queue per channel, and workers take from `webhooks` before `outbound` (emails): a
+dealer's webhook is a quick call that puts the lead in the dealer's system within a second, while
+emails wait on an SMTP server that may be slow or refusing for a while. Under a burst the emails
+queue up behind the webhooks instead of the other way round.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from rq.serializers import JSONSerializer
 
 from leadsvc.jobs.outbox import QueuedRow
 
-QUEUE_NAME = "outbound"
+#: Queue names in the order workers take from them.
+WEBHOOK_QUEUE = "webhooks"
+EMAIL_QUEUE = "outbound"
+QUEUE_NAMES = (WEBHOOK_QUEUE, EMAIL_QUEUE)
 JOB_FUNCTION = "leadsvc.jobs.tasks.deliver"
 #: The request path waits at most this long for Redis (connect, then each reply).
 REQUEST_CONNECT_TIMEOUT = 0.25
@@ -42,14 +50,22 @@ def worker_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
 
 
-def outbound_queue(connection: redis.Redis, job_timeout: int) -> Queue:
-    return Queue(
-        QUEUE_NAME, connection=connection, serializer=JSONSerializer, default_timeout=job_timeout
-    )
+def outbound_queues(connection: redis.Redis, job_timeout: int) -> list[Queue]:
+    """The queues, in the order workers take from them."""
+    return [
+        Queue(name, connection=connection, serializer=JSONSerializer, default_timeout=job_timeout)
+        for name in QUEUE_NAMES
+    ]
 
 
-def enqueue(queue: Queue, row: QueuedRow, settings) -> bool:
+def queue_name(kind: str) -> str:
+    return WEBHOOK_QUEUE if kind.endswith("_webhook") else EMAIL_QUEUE
+
+
+def enqueue(queues: list[Queue], row: QueuedRow, settings) -> bool:
     """Put one outbox row on rq; False if a job with its id already exists (nothing to do)."""
+    name = queue_name(row.kind)
+    queue = next(queue for queue in queues if queue.name == name)
     try:
         queue.enqueue(
             JOB_FUNCTION,

@@ -38,7 +38,7 @@ from leadsvc.jobs.outbox import (
     lock_message,
     reclaim_expired,
 )
-from leadsvc.jobs.queue import enqueue, outbound_queue
+from leadsvc.jobs.queue import enqueue, outbound_queues
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _next_generation(app: Flask, outbox_id: int, seen: int) -> QueuedRow | str:
 def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
     """One pass over the outbox (see the module docstring)."""
     settings = app.config["LEADSVC_SETTINGS"]
-    queue = outbound_queue(connection, settings.job_timeout)
+    queues = outbound_queues(connection, settings.job_timeout)
     report = RelayReport()
     with db.sessionmaker(app)() as session:
         report.reclaimed = len(reclaim_expired(session, settings.max_attempts))
@@ -129,7 +129,7 @@ def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
                     report.given_up += 1
                 if isinstance(row, str):
                     continue
-            report.enqueued += enqueue(queue, row, settings)
+            report.enqueued += enqueue(queues, row, settings)
 
 
 def run_relay(app: Flask, connection: redis.Redis, interval: float,

@@ -4,12 +4,13 @@ One run of `run_delivery`:
 
 1. claim: lock the row; if it is final, or another try holds a live claim, record a
    `duplicate` attempt and stop (a job delivered twice never sends twice). Otherwise count the
-   try, mark the row `sending` with a lease (job timeout + margin), record a `running` attempt,
+   try, mark the row `sending` with a lease (job timeout + margin) and record a `running`
+   attempt;
+2. build the email or webhook from the lead and dealer as they are now, in the same transaction,
    and commit before anything leaves the process.
-2. build the email or webhook from the lead and dealer as they are now.
 3. hand off: just before the point of no return (the final "." of SMTP DATA, the rename of the
-   .eml file, the webhook request) lock the row again, check the claim is still this try's and
-   mark it `handed_off`, committed. A try that lost its claim (it ran past its lease and another
+   .eml file, the webhook request) mark the row `handed_off` if the claim is still this try's
+   (one conditional UPDATE), committed. A try that lost its claim (it ran past its lease and another
    took over) stops here without sending.
 4. finish: `sent`; or, for a definite failure, back to `pending` with the next try's time
    (rq's Retry runs it) or `failed` when the tries are used up or the failure is permanent; or
@@ -25,13 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from flask import Flask, current_app
 from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
-from leadsvc.jobs.models import OutboxAttempt
+from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
 from leadsvc.jobs.outbox import (
     DEALER_KINDS,
     DEALER_WEBHOOK,
@@ -84,25 +86,37 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
     """Deliver one outbox row at most once per try; returns the outcome, raises on failure."""
     settings = app.config["LEADSVC_SETTINGS"]
     sessions = db.sessionmaker(app)
-    with sessions() as session:
+    engine = db.engine(app)
+    outgoing, build_error = None, None
+    with app.app_context(), sessions() as session:  # the email templates need the app
         claim, outcome = _claim(session, settings, outbox_id, runner)
+        if claim is not None:
+            # Built in the claim's transaction (the lead is already loaded and locked rows are
+            # few): nothing leaves the process before the commit below.
+            try:
+                outgoing = build(settings, session, claim.outbox_id, claim.kind, claim.lead_id,
+                                 claim.dealer_id)  # fmt: skip
+            except Exception as error:  # recorded below, once the claim is committed
+                build_error = error
+        session.commit()
     if claim is None:
         log.info("outbox %d: %s, nothing sent", outbox_id, outcome)
         return outcome
 
     def handed_off() -> None:
-        with sessions() as session:
-            row = lock_message(session, claim.outbox_id)
-            if row is None or row.status != SENDING or row.attempts != claim.number:
-                session.rollback()
-                raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
-            row.status = HANDED_OFF
-            session.commit()
+        with engine.begin() as connection:
+            moved = connection.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id == claim.outbox_id, OutboxMessage.status == SENDING,
+                       OutboxMessage.attempts == claim.number)  # fmt: skip
+                .values(status=HANDED_OFF, updated_at=utcnow())
+            ).rowcount
+        if moved != 1:
+            raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
 
     try:
-        with app.app_context(), sessions() as session:  # the email templates need the app
-            outgoing = build(settings, session, claim.outbox_id, claim.kind, claim.lead_id,
-                             claim.dealer_id)  # fmt: skip
+        if build_error is not None:
+            raise build_error
         transmit(settings, outgoing, handed_off)
     except Exception as error:  # recorded, then re-raised for rq (or the drainer) to see
         with sessions() as session:
@@ -110,8 +124,7 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
         log.warning("outbox %d %s: try %d %s: %s", claim.outbox_id, claim.kind, claim.number,
                     status, _describe(error))  # fmt: skip
         raise
-    with sessions() as session:
-        _record_sent(session, claim)
+    _record_sent(engine, claim)
     log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
     return SENT
 
@@ -164,8 +177,7 @@ def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Cla
     attempt = _attempt(session, row.id, runner, "running", None, number=row.attempts)
     session.flush()
     claim = Claim(row.id, row.kind, row.lead_id, row.dealer_id, row.attempts, attempt.id)
-    session.commit()
-    return claim, SENDING
+    return claim, SENDING  # the caller builds the message, then commits
 
 
 def _describe(error: BaseException) -> str:
@@ -204,13 +216,18 @@ def _definite_failure(error: Exception) -> bool:
     return isinstance(error, DeliveryError)
 
 
-def _record_sent(session: Session, claim: Claim) -> None:
+def _record_sent(engine: sa.Engine, claim: Claim) -> None:
+    """Two plain updates: the try succeeded, and the row is sent. A success wins even over a
+    takeover: the row that was put back is not sent again."""
     now = utcnow()
-    row = lock_message(session, claim.outbox_id)
-    attempt = session.get(OutboxAttempt, claim.attempt_id, populate_existing=True)
-    attempt.outcome, attempt.finished_at = SENT, now
-    if row is not None and row.status != SENT:
-        # A success wins even over a takeover: the row that was put back is not sent again.
-        row.status, row.sent_at, row.lease_until, row.last_error = SENT, now, None, None
-        row.updated_at = now
-    session.commit()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(OutboxAttempt)
+            .where(OutboxAttempt.id == claim.attempt_id)
+            .values(outcome=SENT, finished_at=now)
+        )
+        connection.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id == claim.outbox_id, OutboxMessage.status != SENT)
+            .values(status=SENT, sent_at=now, lease_until=None, last_error=None, updated_at=now)
+        )

@@ -7,7 +7,7 @@ from rq.job import Job
 from leadsvc.db import utcnow
 from leadsvc.jobs import relay as relay_module
 from leadsvc.jobs.models import OutboxMessage
-from leadsvc.jobs.queue import outbound_queue
+from leadsvc.jobs.queue import outbound_queues
 from leadsvc.jobs.relay import relay_once
 from tests.factories import valid_signup
 from tests.jobs.support import FAST, invoke, outbox
@@ -26,7 +26,12 @@ def row(rq_app, session):
 
 
 def queued_ids(redis, rq_app) -> list[str]:
-    return outbound_queue(redis, rq_app.config["LEADSVC_SETTINGS"].job_timeout).job_ids
+    queues = outbound_queues(redis, rq_app.config["LEADSVC_SETTINGS"].job_timeout)
+    return [job_id for queue in queues for job_id in queue.job_ids]
+
+
+def empty_queues(redis) -> None:
+    redis.delete(*(queue.key for queue in outbound_queues(redis, 3)))
 
 
 def test_the_signup_enqueued_its_row_and_the_relay_leaves_it_alone(rq_app, redis, row, session):
@@ -50,7 +55,7 @@ def test_a_job_that_ended_without_settling_its_row_gets_a_new_generation(
     rq_app, redis, row, session
 ):
     redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", "failed")  # e.g. the database was down
-    redis.delete(outbound_queue(redis, 3).key)
+    empty_queues(redis)
     assert relay_once(rq_app, redis).enqueued == 1
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
     assert outbox(session)[0].generation == 2
@@ -59,7 +64,7 @@ def test_a_job_that_ended_without_settling_its_row_gets_a_new_generation(
 def test_a_job_whose_worker_died_while_started_gets_a_new_generation(rq_app, redis, row, session):
     """SIGKILL leaves the job "started" in Redis until rq's own cleanup, minutes later."""
     key = Job.key_for(f"outbox-{row.id}-1")
-    redis.delete(outbound_queue(redis, 3).key)
+    empty_queues(redis)
     redis.hset(key, mapping={"status": "started", "started_at": "2000-01-01T00:00:00.000000Z"})
     assert relay_once(rq_app, redis).enqueued == 1
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
@@ -67,7 +72,7 @@ def test_a_job_whose_worker_died_while_started_gets_a_new_generation(rq_app, red
     # A job started just now is running, not lost: left alone.
     redis.hset(Job.key_for(f"outbox-{row.id}-2"), mapping={
         "status": "started", "started_at": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")})  # fmt: skip
-    redis.delete(outbound_queue(redis, 3).key)
+    empty_queues(redis)
     assert relay_once(rq_app, redis).enqueued == 0
 
 

@@ -13,7 +13,7 @@ from rq.registry import StartedJobRegistry
 from leadsvc.dealers import routing
 from leadsvc.jobs.models import OutboxAttempt
 from leadsvc.jobs.outbox import QueuedRow
-from leadsvc.jobs.queue import QUEUE_NAME, enqueue, outbound_queue, worker_redis
+from leadsvc.jobs.queue import EMAIL_QUEUE, QUEUE_NAMES, enqueue, outbound_queues, worker_redis
 from leadsvc.jobs.relay import relay_once
 from tests.conftest import wait_until
 from tests.factories import valid_signup
@@ -80,8 +80,8 @@ def all_sent(session):
 
 
 def rq_is_idle(redis) -> bool:
-    queue = Queue(QUEUE_NAME, connection=redis)
-    return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
+    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+    return all(q.count == 0 and StartedJobRegistry(queue=q).count == 0 for q in queues)
 
 
 def relay(app):
@@ -110,6 +110,24 @@ def test_a_signup_is_delivered_by_the_worker(rq_app, session, smtp, webhook_rece
     assert runners == {row.id: f"outbox-{row.id}-1" for row in outbox(session)}  # rq job ids
     for row in outbox(session):
         assert attempts(session, row.id) == [(1, "sent")]
+
+
+def test_webhooks_are_taken_before_the_emails_queued_ahead_of_them(
+    rq_app, session, smtp, webhook_receiver, worker, redis
+):
+    add_dealer(session, webhook_url=webhook_receiver.url)
+    for n in range(3):  # a backlog: nine jobs, the emails of each signup queued first
+        sign_up(rq_app, email=f"backlog-{n}@example.com")
+    assert [Queue(name, connection=redis).count for name in QUEUE_NAMES] == [3, 6]
+    worker()
+    webhook_receiver.wait_for(3)
+    smtp.wait_for(6, timeout=45)
+    wait_until(lambda: all_sent(session), 10, "every outbox row sent")
+    rows = outbox(session)
+    hooks = [row.sent_at for row in rows if row.kind == "dealer_webhook"]
+    emails = [row.sent_at for row in rows if row.kind != "dealer_webhook"]
+    assert len(hooks) == 3 and len(emails) == 6
+    assert max(hooks) <= min(emails)
 
 
 def test_a_failing_webhook_is_retried_by_rq_with_growing_intervals(
@@ -194,7 +212,7 @@ def test_a_worker_killed_after_the_hand_off_never_sends_twice(
     [row] = outbox(session)
     assert row.status == "unknown" and "may have arrived" in row.last_error
     assert attempts(session, row.id) == [(1, "unknown")]
-    assert Queue(QUEUE_NAME, connection=redis).count == 0  # nothing queued to send it again
+    assert Queue(EMAIL_QUEUE, connection=redis).count == 0  # nothing queued to send it again
     time.sleep(1.5)  # longer than a retry interval: a resend would have arrived by now
     assert len(smtp.received) == 1
     assert kinds_and_statuses(session) == [("welcome_email", "unknown")]
@@ -204,10 +222,10 @@ def test_duplicate_jobs_for_one_row_send_once(rq_app, session, smtp, worker, red
     sign_up(rq_app)
     [row] = outbox(session)
     settings = rq_app.config["LEADSVC_SETTINGS"]
-    queue = outbound_queue(redis, settings.job_timeout)
-    assert enqueue(queue, QueuedRow(row.id, row.kind, 1), settings) is False  # unique=True
-    assert enqueue(queue, QueuedRow(row.id, row.kind, 7), settings) is True  # another job id
-    assert queue.count == 2
+    queues = outbound_queues(redis, settings.job_timeout)
+    assert enqueue(queues, QueuedRow(row.id, row.kind, 1), settings) is False  # unique=True
+    assert enqueue(queues, QueuedRow(row.id, row.kind, 7), settings) is True  # another job id
+    assert Queue(EMAIL_QUEUE, connection=redis).count == 2
     worker()  # started once both jobs are queued
     smtp.wait_for(1)
     wait_until(lambda: rq_is_idle(redis) and len(attempts(session, row.id)) == 2, 15,
