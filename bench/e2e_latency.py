@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from signup_throughput import (  # noqa: E402
     stop,
 )
 
-RECEIVER_PORT = 8791
+RECEIVER_PORT = int(os.environ.get("BENCH_RECEIVER_PORT", "8791"))
 
 
 class Receiver(ThreadingHTTPServer):

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SECRET = "bench-secret-key-" + "x" * 32
-REDIS_PORT = 6390
-WEB_PORT = 8790
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6390"))
+WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8790"))
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_baseline (
