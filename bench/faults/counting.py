@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -44,3 +45,48 @@ class Hook(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Deliveries:
+    """What arrived for a set of signups: a welcome email each, an ADF email and a webhook each."""
+
+    people: int
+    welcome: int
+    welcome_missing: int
+    welcome_duplicates: int
+    dealer_mails: int
+    hook_hits: int
+    hook_deliveries: int
+
+    @property
+    def hook_duplicates(self) -> int:
+        return self.hook_hits - self.hook_deliveries
+
+    def lines(self, dealer_note: str = "") -> list[str]:
+        return [
+            f"  welcome emails at the sink {self.welcome} (missing {self.welcome_missing}, "
+            f"duplicates {self.welcome_duplicates}); expected {self.people}",
+            f"  dealer (ADF) emails at the sink {self.dealer_mails}{dealer_note}; "
+            f"expected {self.people}",
+            f"  webhook hits {self.hook_hits}, distinct deliveries {self.hook_deliveries}, "
+            f"duplicates {self.hook_duplicates}; expected {self.people}",
+        ]
+
+
+def count_deliveries(sink: Sink, hooks: Hooks, people: list[str], people_prefix: str) -> Deliveries:
+    """Count what the sink and the receiver got for the signups of `people` (addresses that all
+    start with `people_prefix`; every other recipient at the sink is a dealer's lead inbox)."""
+    with sink.lock:
+        recipients = dict(sink.recipients)
+    with hooks.lock:
+        deliveries = dict(hooks.deliveries)
+    return Deliveries(
+        people=len(people),
+        welcome=sum(recipients.get(a, 0) for a in people),
+        welcome_missing=sum(1 for a in people if a not in recipients),
+        welcome_duplicates=sum(recipients[a] - 1 for a in people if recipients.get(a, 0) > 1),
+        dealer_mails=sum(c for a, c in recipients.items() if not a.startswith(people_prefix)),
+        hook_hits=sum(deliveries.values()),
+        hook_deliveries=len(deliveries),
+    )
