@@ -11,7 +11,9 @@ failover). Each pass, the relay:
    (for instance the database was down while the job ran, until rq gave up).
 
 Rows whose job is queued, scheduled (waiting for a retry) or started are left alone, unless the
-job has been "started" for longer than its timeout allows: its worker died, and it is re-enqueued.
+job was lost with its worker: "started" for longer than its timeout allows, or taken off its queue
+by a worker that died before starting it (rq's maintenance would notice either only minutes later).
+Those are re-enqueued under a new generation.
 """
 
 from __future__ import annotations
@@ -83,6 +85,22 @@ def _job_statuses(connection: redis.Redis, job_ids: list[str],
     return statuses
 
 
+def _taken_but_never_started(connection: redis.Redis, queues) -> set[str]:
+    """Jobs a worker moved off its queue (into rq's intermediate list) and then died before
+    starting: seen there on two passes at least `LOST_AFTER_SECONDS` apart, they are lost."""
+    lost = set()
+    for queue in queues:
+        intermediate = queue.intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            if job_id in queue.started_job_registry or intermediate.set_first_seen(job_id):
+                continue
+            first_seen = intermediate.get_first_seen(job_id)
+            if first_seen and (utcnow() - first_seen).total_seconds() > LOST_AFTER_SECONDS:
+                intermediate.remove(job_id)
+                lost.add(job_id)
+    return lost
+
+
 def _next_generation(app: Flask, outbox_id: int, seen: int) -> QueuedRow | str:
     """Move a pending row to its next job generation; "settled" if it no longer needs one,
     "given up" if too many jobs ended without settling it (it is failed, and kept)."""
@@ -111,6 +129,7 @@ def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
     with db.sessionmaker(app)() as session:
         report.reclaimed = len(reclaim_expired(session, settings.max_attempts))
     report.sealed = seal_for_app(app).events  # consent events into the hash chain
+    lost = _taken_but_never_started(connection, queues)
     after_id = 0
     while True:
         with db.sessionmaker(app)() as session:
@@ -121,6 +140,8 @@ def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
         after_id = rows[-1].id
         statuses = _job_statuses(connection, [r.job_id for r in rows], settings.job_timeout)
         for row, status in zip(rows, statuses, strict=True):
+            if row.job_id in lost:
+                status = LOST
             if status in _WAITING:
                 continue
             if status is not None:  # the job ended but the row is still pending

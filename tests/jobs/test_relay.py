@@ -76,6 +76,22 @@ def test_a_job_whose_worker_died_while_started_gets_a_new_generation(rq_app, red
     assert relay_once(rq_app, redis).enqueued == 0
 
 
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_gets_a_new_generation(
+    rq_app, redis, row, session, monkeypatch
+):
+    """A worker SIGKILLed between taking the job off the queue and starting it leaves the job
+    "queued" in rq's intermediate list, where rq's maintenance looks only every few minutes."""
+    [queue] = [q for q in outbound_queues(redis, 3) if q.name == "outbound"]
+    assert redis.lmove(queue.key, queue.intermediate_queue_key) == f"outbox-{row.id}-1".encode()
+    assert relay_once(rq_app, redis).enqueued == 0  # first seen there: it may be starting now
+    assert relay_once(rq_app, redis).enqueued == 0  # not there long enough yet
+    monkeypatch.setattr(relay_module, "LOST_AFTER_SECONDS", 0)
+    assert relay_once(rq_app, redis).enqueued == 1
+    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
+    assert outbox(session)[0].generation == 2
+    assert redis.llen(queue.intermediate_queue_key) == 0
+
+
 def test_a_row_re_enqueued_too_often_is_given_up_and_kept(rq_app, redis, row, session, monkeypatch):
     monkeypatch.setattr(relay_module, "MAX_GENERATIONS", 1)
     redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", "failed")
