@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.service import ConsentContext, active_text_version, record_consent
@@ -128,6 +129,30 @@ def capture_signup(
     """
     if settings is None and has_app_context():
         settings = current_app.config["LEADSVC_SETTINGS"]
+    for retry in (False, True):
+        try:
+            lead_id, route = _write_signup(session, signup, context, routes, settings)
+            break
+        except DBAPIError as error:
+            session.rollback()
+            # A connection PostgreSQL closed while it sat in the pool (a restart, a failover)
+            # fails on first use. Nothing was committed: once, on a new connection, is safe.
+            if retry or not error.connection_invalidated:
+                raise
+            log.warning("database connection lost before the signup was written: retrying once")
+    session.commit()
+    routing = route.reason if route else "unassigned"
+    log.info("signup stored", extra={"lead_id": lead_id, "routing": routing})
+    return SignupResult(
+        lead_id=lead_id,
+        suggestion=signup.email.suggestion,
+        dealer_id=route.dealer_id if route else None,
+    )
+
+
+def _write_signup(session: Session, signup: Signup, context: ConsentContext,
+                  routes: RoutingTable, settings: Settings | None) -> tuple[int, Any]:  # fmt: skip
+    """The signup's statements, up to (not including) the commit; returns the lead id and route."""
     double_opt_in = settings.double_opt_in if settings else False
     text_version = _consent_text_version(session, signup.consent_text_version)
     route = routes.route_for_zip(signup.zip.zip5)
@@ -173,11 +198,5 @@ def capture_signup(
         session, lead_id, previous=previous, status=status, dealer_id=stored.dealer_id,
         confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
     )  # fmt: skip
-    session.commit()
-    routing = route.reason if route else "unassigned"
-    log.info("signup stored", extra={"lead_id": lead_id, "routing": routing})
-    return SignupResult(
-        lead_id=lead_id,
-        suggestion=signup.email.suggestion,
-        dealer_id=route.dealer_id if route else None,
-    )
+    session.flush()  # every statement runs here, so only the commit itself is never retried
+    return lead_id, route

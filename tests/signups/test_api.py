@@ -711,6 +711,32 @@ def test_unreachable_database_answers_503_with_the_failure_message(
         assert leak not in text
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_pooled_connection_closed_by_a_database_restart_does_not_fail_the_signup(
+    app, client, database_url
+):
+    """PostgreSQL restarted (or failed over) while the web worker sat idle: the connection in its
+    pool is dead, and the next signup must not be the one that finds out with a 503."""
+    engine = db.engine(app)
+    engine.dispose()
+    assert post(client, valid_signup(email="before@example.com")).status_code == 202
+    assert engine.pool.checkedin() == 1  # the one connection the next request will take
+    with engine.connect() as connection:
+        pid = connection.scalar(sa.text("SELECT pg_backend_pid()"))
+    outside = sa.create_engine(database_url)
+    try:
+        with outside.begin() as connection:
+            assert connection.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        response = post(client, valid_signup(email="after@example.com"))
+        assert response.status_code == 202, response.get_json()
+        with outside.connect() as connection:
+            emails = connection.scalars(sa.text("SELECT email FROM leads ORDER BY id")).all()
+            events = connection.scalar(sa.text("SELECT count(*) FROM consent_events"))
+        assert (emails, events) == (["before@example.com", "after@example.com"], 2)
+    finally:
+        outside.dispose()
+
+
 def test_unexpected_failure_answers_500_without_details(client, session, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom jane@example.com")
