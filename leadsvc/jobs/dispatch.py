@@ -19,7 +19,7 @@ from flask import Flask
 
 from leadsvc.extensions import db
 from leadsvc.jobs.outbox import NEW_ROWS_KEY, QueuedRow
-from leadsvc.jobs.queue import enqueue, outbound_queues, request_redis
+from leadsvc.jobs.queue import enqueue_many, outbound_queues, request_redis
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,13 @@ class RqDispatcher:
         if time.monotonic() < self._skip_until:
             log.info("redis recently unavailable: %d outbox rows left for the relay", len(rows))
             return
-        for position, row in enumerate(rows):
-            try:
-                enqueue(self.queues, row, self.settings)
-            except redis.exceptions.RedisError as error:
-                with self._lock:
-                    self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-                log.warning(
-                    "redis unavailable (%s): %d outbox rows left for the relay",
-                    type(error).__name__, len(rows) - position,
-                )  # fmt: skip
-                return
+        try:
+            enqueue_many(self.queues, rows, self.settings)
+        except redis.exceptions.RedisError as error:
+            with self._lock:
+                self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+            log.warning("redis unavailable (%s): %d outbox rows left for the relay",
+                        type(error).__name__, len(rows))  # fmt: skip
 
 
 class DrainerDispatcher:

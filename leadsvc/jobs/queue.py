@@ -17,7 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.scripts import _build_hset_args, get_unique_enqueue_script
 from rq.serializers import JSONSerializer
 
 from leadsvc.jobs.outbox import QueuedRow
@@ -64,20 +64,32 @@ def queue_name(kind: str) -> str:
 
 def enqueue(queues: list[Queue], row: QueuedRow, settings) -> bool:
     """Put one outbox row on rq; False if a job with its id already exists (nothing to do)."""
-    name = queue_name(row.kind)
-    queue = next(queue for queue in queues if queue.name == name)
-    try:
-        queue.enqueue(
-            JOB_FUNCTION,
-            row.id,
-            job_id=row.job_id,
-            unique=True,
-            job_timeout=settings.job_timeout,
-            retry=Retry(max=len(settings.job_retry_intervals),
-                        interval=list(settings.job_retry_intervals)),  # fmt: skip
-            failure_ttl=FAILURE_TTL,
-            description=f"deliver outbox {row.id} ({row.kind})",
-        )
-    except DuplicateJobError:
-        return False
-    return True
+    return enqueue_many(queues, [row], settings)[0]
+
+
+def enqueue_many(queues: list[Queue], rows: list[QueuedRow], settings) -> list[bool]:
+    """Put outbox rows on rq in one Redis round trip; per row, False if its job already existed.
+
+    Each job goes in with rq's own atomic unique-enqueue script (what `Queue.enqueue(...,
+    unique=True)` runs, one round trip per job), all of them in one pipeline.
+    """
+    by_name = {queue.name: queue for queue in queues}
+    retry = Retry(max=len(settings.job_retry_intervals), interval=list(settings.job_retry_intervals))
+    connection = queues[0].connection
+    script = get_unique_enqueue_script(connection)
+    with connection.pipeline(transaction=False) as pipeline:
+        for name in {queue_name(row.kind) for row in rows}:
+            pipeline.sadd(Queue.redis_queues_keys, by_name[name].key)
+        for row in rows:
+            queue = by_name[queue_name(row.kind)]
+            job = queue.create_job(
+                JOB_FUNCTION, args=[row.id], job_id=row.job_id, timeout=settings.job_timeout,
+                retry=retry, failure_ttl=FAILURE_TTL,
+                description=f"deliver outbox {row.id} ({row.kind})",
+            )  # fmt: skip
+            queue._prepare_for_queue(job)
+            ttl = job.ttl if job.ttl is not None else -1
+            script(keys=[job.key, queue.key], args=[job.id, "R", ttl, *_build_hset_args(job)],
+                   client=pipeline)  # fmt: skip
+        replies = pipeline.execute()
+    return [reply != 0 for reply in replies[len(replies) - len(rows):]]

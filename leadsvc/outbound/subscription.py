@@ -46,6 +46,11 @@ def status_after_signup(previous: str | None, double_opt_in: bool) -> str:
     return PENDING if double_opt_in else GIVEN
 
 
+#: `dealer_webhook_url` not given: the dealer's webhook is looked up.
+LOOK_UP = object()
+_TOLD = object()
+
+
 def plan_after_signup(
     session: Session,
     lead_id: int,
@@ -54,6 +59,7 @@ def plan_after_signup(
     status: str,
     dealer_id: int | None,
     confirm_emails_per_day: int,
+    dealer_webhook_url: str | None | object = LOOK_UP,
 ) -> list[OutboxMessage]:
     """Outbox rows for a signup, in the signup's transaction.
 
@@ -70,7 +76,8 @@ def plan_after_signup(
         if previous not in CONSENTED:
             messages.append((WELCOME_EMAIL, lead_id, None))
         # A lead inserted by this signup (no previous status) has no outbox rows yet.
-        messages.extend(_dealer_messages(session, lead_id, dealer_id, told=previous is not None))
+        messages.extend(_dealer_messages(session, lead_id, dealer_id, told=previous is not None,
+                                         webhook_url=dealer_webhook_url))  # fmt: skip
     return add_messages(session, messages)
 
 
@@ -91,12 +98,27 @@ def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list
 
 
 def _dealer_messages(
-    session: Session, lead_id: int, dealer_id: int | None, *, told: bool = True
-) -> list[tuple[str, int, int | None]]:
+    session: Session, lead_id: int, dealer_id: int | None, *, told: bool = True,
+    webhook_url: str | None | object = LOOK_UP,
+) -> list[tuple[str, int, int | None]]:  # fmt: skip
     """The dealer notices `notify_dealer` writes; `told=False` when the lead is new (it cannot
-    have any), which saves the query."""
+    have any) and a `webhook_url` read with the lead save the queries."""
     if dealer_id is None:
         return []
+    if not told and webhook_url is not LOOK_UP:
+        url = webhook_url
+    else:
+        url = _told_and_webhook(session, lead_id, dealer_id, told)
+        if url is _TOLD:
+            return []
+    messages = [(DEALER_EMAIL, lead_id, dealer_id)]
+    if url:
+        messages.append((DEALER_WEBHOOK, lead_id, dealer_id))
+    return messages
+
+
+def _told_and_webhook(session: Session, lead_id: int, dealer_id: int, told: bool):
+    """The dealer's webhook URL, or `_TOLD` if `told` and the dealer already has this lead."""
     webhook_url = sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id).scalar_subquery()
     if told:
         already = (
@@ -110,14 +132,8 @@ def _dealer_messages(
             .scalar_subquery()
         )
         told_count, url = session.execute(sa.select(already, webhook_url)).one()
-        if told_count:
-            return []
-    else:
-        url = session.scalar(sa.select(webhook_url))
-    messages = [(DEALER_EMAIL, lead_id, dealer_id)]
-    if url:
-        messages.append((DEALER_WEBHOOK, lead_id, dealer_id))
-    return messages
+        return _TOLD if told_count else url
+    return session.scalar(sa.select(webhook_url))
 
 
 def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[OutboxMessage]:

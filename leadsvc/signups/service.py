@@ -96,7 +96,15 @@ def _upsert_statement(dialect: str):
     refreshed["signup_count"] = old.signup_count + 1
     return statement.on_conflict_do_update(
         index_elements=[Lead.email_key], set_=refreshed
-    ).returning(Lead.id, Lead.signup_count, Lead.consent_status, Lead.dealer_id)
+    ).returning(
+        Lead.id, Lead.signup_count, Lead.consent_status, Lead.dealer_id,
+        # Whether the dealer notices include a webhook, read in the same round trip (written out:
+        # SQLAlchemy does not correlate a subquery in RETURNING with the row).
+        sa.literal_column(
+            "(SELECT dealers.webhook_url FROM dealers WHERE dealers.id = leads.dealer_id)",
+            sa.String,
+        ).label("dealer_webhook_url"),
+    )  # fmt: skip
 
 
 def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
@@ -197,6 +205,7 @@ def _write_signup(session: Session, signup: Signup, context: ConsentContext,
     plan_after_signup(
         session, lead_id, previous=previous, status=status, dealer_id=stored.dealer_id,
         confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
+        dealer_webhook_url=stored.dealer_webhook_url,
     )  # fmt: skip
     session.flush()  # every statement runs here, so only the commit itself is never retried
     return lead_id, route
