@@ -25,7 +25,10 @@ from datetime import UTC
 
 import redis
 from flask import Flask
+from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from rq.utils import utcparse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,21 +71,57 @@ LOST = "lost"
 
 def _job_statuses(connection: redis.Redis, job_ids: list[str],
                   job_timeout: int) -> list[str | None]:  # fmt: skip
-    """Each job's rq status; "lost" for one started longer ago than its timeout allows."""
+    """Each job's rq status; "lost" for one started longer ago than its timeout allows, and for
+    one "queued" or "scheduled" that is in no queue or schedule (its worker died holding it, or
+    rq's own cleanup dropped it), so nothing would ever run it."""
     with connection.pipeline(transaction=False) as pipeline:
         for job_id in job_ids:
-            pipeline.hmget(Job.key_for(job_id), "status", "started_at")
+            pipeline.hmget(Job.key_for(job_id), "status", "started_at", "origin")
         replies = pipeline.execute()
     now = utcnow()
     statuses = []
-    for status, started_at in replies:
+    for status, started_at, _ in replies:
         status = status.decode() if status else None
         if status == JobStatus.STARTED and started_at:
             started = utcparse(started_at.decode()).replace(tzinfo=UTC)
             if (now - started).total_seconds() > job_timeout + LOST_AFTER_SECONDS:
                 status = LOST
         statuses.append(status)
+    waiting = [(n, job_ids[n], statuses[n], replies[n][2].decode()) for n in range(len(job_ids))
+               if statuses[n] in (JobStatus.QUEUED, JobStatus.SCHEDULED) and replies[n][2]]  # fmt: skip
+    for n in _held_nowhere(connection, waiting):
+        statuses[n] = LOST
     return statuses
+
+
+def _held_nowhere(connection: redis.Redis, waiting: list[tuple[int, str, str, str]]) -> list[int]:
+    """Of (index, job id, status, queue name), the indexes of jobs in none of the places rq
+    takes them from: the queue or a worker's hand (queued), the schedule (scheduled)."""
+    if not waiting:
+        return []
+    with connection.pipeline(transaction=False) as pipeline:
+        for _, job_id, status, origin in waiting:
+            if status == JobStatus.QUEUED:
+                queue_key = Queue.redis_queue_namespace_prefix + origin
+                pipeline.lpos(queue_key, job_id)
+                pipeline.lpos(IntermediateQueue.get_intermediate_queue_key(queue_key), job_id)
+            else:
+                pipeline.zscore(ScheduledJobRegistry(origin, connection=connection).key, job_id)
+        replies = iter(pipeline.execute())
+    missing = []
+    for item in waiting:
+        places = [next(replies) for _ in range(2 if item[2] == JobStatus.QUEUED else 1)]
+        if all(place is None for place in places):
+            missing.append(item)
+    if not missing:
+        return []
+    # A worker may have taken and started one meanwhile: only a status still unchanged counts.
+    with connection.pipeline(transaction=False) as pipeline:
+        for _, job_id, _, _ in missing:
+            pipeline.hget(Job.key_for(job_id), "status")
+        now_status = pipeline.execute()
+    return [n for (n, _, status, _), again in zip(missing, now_status, strict=True)
+            if again is not None and again.decode() == status]  # fmt: skip
 
 
 def _taken_but_never_started(connection: redis.Redis, queues) -> set[str]:

@@ -3,6 +3,7 @@
 import pytest
 import sqlalchemy as sa
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from leadsvc.db import utcnow
 from leadsvc.jobs import relay as relay_module
@@ -90,6 +91,28 @@ def test_a_job_taken_by_a_worker_that_died_before_starting_it_gets_a_new_generat
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
     assert outbox(session)[0].generation == 2
     assert redis.llen(queue.intermediate_queue_key) == 0
+
+
+@pytest.mark.parametrize("status", ["queued", "scheduled"])
+def test_a_job_held_in_no_queue_or_schedule_gets_a_new_generation(
+    rq_app, redis, row, session, status
+):
+    """The job's record says it waits, but nothing holds it (its queue entry or schedule entry
+    went with a dead worker or rq's cleanup): nothing would ever run it."""
+    empty_queues(redis)
+    redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", status)
+    assert relay_once(rq_app, redis).enqueued == 1
+    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
+    assert outbox(session)[0].generation == 2
+
+
+def test_a_scheduled_job_in_the_schedule_is_left_alone(rq_app, redis, row):
+    job_id = f"outbox-{row.id}-1"
+    empty_queues(redis)
+    redis.hset(Job.key_for(job_id), "status", "scheduled")
+    redis.zadd(ScheduledJobRegistry("outbound", connection=redis).key, {job_id: 4_000_000_000})
+    assert relay_once(rq_app, redis).enqueued == 0
+    assert queued_ids(redis, rq_app) == []
 
 
 def test_a_row_re_enqueued_too_often_is_given_up_and_kept(rq_app, redis, row, session, monkeypatch):
