@@ -247,7 +247,7 @@ class _BlockReader(threading.Thread):
                 header = True
                 for data in copy:
                     if self.stopping.is_set():
-                        break
+                        continue  # cancelled: read on to the end of the COPY, which comes soon
                     if header:
                         if bytes(data[: len(_COPY_SIGNATURE)]) != _COPY_SIGNATURE:
                             raise ValueError("not a binary COPY")
