@@ -20,6 +20,8 @@ from leadsvc.signups.models import Lead
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
+#: The event types we write, and one we never do (not to be taken as one of ours).
+TYPES = ["given", "withdrawn", "confirmed", "erased", 'x"y\\z']
 #: (subject, ip, user_agent, source_url, request_id): quotes, commas, backslashes, formula
 #: starts (= + - @ tab CR), a control character, non-ASCII text, empty text and NULLs.
 AWKWARD = [
@@ -51,7 +53,7 @@ def events(client, session):
     version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
     leads = zip([routed, None, 999_999, unrouted, routed], AWKWARD, strict=True)
     session.execute(sa.insert(ConsentEvent), [
-        {"lead_id": lead, "subject": subject, "event_type": "withdrawn" if n % 2 else "given",
+        {"lead_id": lead, "subject": subject, "event_type": TYPES[n],
          "text_version": version, "occurred_at": T0 + timedelta(seconds=n), "ip": ip,
          "user_agent": agent, "source_url": url, "request_id": request_id}
         for n, (lead, (subject, ip, agent, url, request_id)) in enumerate(leads)
