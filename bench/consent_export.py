@@ -12,6 +12,10 @@ leads routed to 20 dealers), and prints, measured in this one run:
    `COPY consent_events TO STDOUT (FORMAT csv)` of the same table (goal: at least half its speed),
    and the same for JSON lines;
 2. the peak memory growth of the exporting process (goal: flat, under 50 MB).
+
+The export reads its blocks of lines over `leadsvc.consent.export.PG_STREAMS` connections (two
+PostgreSQL backends on one snapshot), the baseline over one; for comparison, the export over a
+single connection is printed too (not a goal).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from scratch import drop_postgres, scratch_postgres  # noqa: E402
 
 from leadsvc.app import create_app  # noqa: E402
+from leadsvc.consent.export import PG_STREAMS as STREAMS  # noqa: E402
 from leadsvc.db import upgrade_schema  # noqa: E402
 from leadsvc.extensions import db  # noqa: E402
 from leadsvc.settings import Settings  # noqa: E402
@@ -70,11 +75,13 @@ EXPORT_SCRIPT = textwrap.dedent(
     from datetime import UTC, datetime
     from pathlib import Path
     from leadsvc.app import create_app
+    from leadsvc.consent import export
     from leadsvc.consent.export import ExportCounter, stream_export
     from leadsvc.extensions import db
     from leadsvc.settings import Settings
 
-    url, fmt, instance = sys.argv[1], sys.argv[2], sys.argv[3]
+    url, fmt, instance, streams = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    export.PG_STREAMS = streams
     app = create_app(Settings(database_url=url, secret_key="k" * 40, instance_path=Path(instance)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     counter = ExportCounter(fmt)
@@ -101,8 +108,8 @@ def plain_copy(engine: sa.Engine) -> tuple[int, float]:
         return rows - 1, time.perf_counter() - started
 
 
-def export(url: str, fmt: str, instance: str) -> tuple[int, float, int, float, float]:
-    result = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, url, fmt, instance],
+def export(url: str, fmt: str, instance: str, streams: int) -> tuple[int, float, int, float, float]:
+    result = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, url, fmt, instance, str(streams)],
                             capture_output=True, text=True, cwd=ROOT, timeout=900)  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
@@ -129,13 +136,15 @@ def main() -> None:
                         connection.execute(sa.text(statement), {"events": args.events})
             print(f"filled {args.events:,} consent events in {time.perf_counter() - started:.1f} s")
             copy_rows, copy_seconds = plain_copy(engine)
-            results = {fmt: export(url, fmt, instance) for fmt in ("csv", "jsonl")}
+            results = {fmt: export(url, fmt, instance, STREAMS) for fmt in ("csv", "jsonl")}
+            single = {fmt: export(url, fmt, instance, 1) for fmt in ("csv", "jsonl")}
             engine.dispose()
     finally:
         drop_postgres(args.postgres, url)
 
     base = copy_rows / copy_seconds
-    print(f"consent export benchmark ({copy_rows:,} events, PostgreSQL)")
+    print(f"consent export benchmark ({copy_rows:,} events, PostgreSQL, export over {STREAMS} "
+          "connections)")  # fmt: skip
     print(f"  plain COPY of the table (baseline)  : {base:>12,.0f} rows/s  ({copy_seconds:.2f} s)")
     for fmt, (rows, seconds, size, before, after) in results.items():
         rate = rows / seconds
@@ -146,6 +155,12 @@ def main() -> None:
         print(
             f"    exporting process peak RSS        : {before:.0f} MB before, {after:.0f} MB after"
             f" = +{after - before:.1f} MB (goal < 50 MB growth)"
+        )
+        assert rows == copy_rows, (rows, copy_rows)
+    for fmt, (rows, seconds, *_) in single.items():
+        print(
+            f"  for comparison, {fmt:<5} over 1 connection: {rows / seconds:>10,.0f} rows/s  "
+            f"({seconds:.2f} s)  = {rows / seconds / base:.2f}x baseline"
         )
         assert rows == copy_rows, (rows, copy_rows)
 
