@@ -6,9 +6,9 @@ of consecutive event ids, one COPY row per block: the exporting process handles 
 messages per million events instead of a million (reading a message per event cost this process
 as much time as the whole query cost PostgreSQL). Two connections share one snapshot and compute
 alternate blocks, so PostgreSQL builds the next blocks while this process hands on the current
-one; what waits in between is bounded (a few blocks), so memory stays flat. On SQLite a
-server-side cursor is read in batches through Python's csv writer. Each export is recorded in
-`export_audits` (who, when, filters, rows).
+one; what waits in between is bounded (a few blocks per connection, a few MB), so memory stays
+flat. On SQLite a server-side cursor is read in batches through Python's csv writer. Each export
+is recorded in `export_audits` (who, when, filters, rows).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ class _BlockReader(threading.Thread):
                     if len(data) == len(_COPY_TRAILER) and bytes(data) == _COPY_TRAILER:
                         continue
                     fields, _, block, _, events, size = _ROW_HEAD.unpack_from(data)
-                    if fields != 3 or size < 0:
+                    if fields != 3 or size != len(data) - _ROW_HEAD.size:
                         raise ValueError("unexpected COPY row")
                     self.blocks.put((block, events, bytes(data[_ROW_HEAD.size :])))
             self.blocks.put(None)
@@ -333,12 +333,16 @@ def _pg_chunks(
             reader.start()
         try:
             heads = [reader.next_block() for reader in readers]
+            previous = lowest - 1
             while True:
                 # Each connection's blocks come in order; the next one overall is the lowest.
                 waiting = [(head[0], i) for i, head in enumerate(heads) if head is not None]
                 if not waiting:
                     break
-                _, i = min(waiting)
+                block, i = min(waiting)
+                if block <= previous:  # never: each block once, in order
+                    raise RuntimeError(f"consent export: block {block} after {previous}")
+                previous = block
                 _, events, lines = heads[i]
                 counter.lines += events
                 yield lines

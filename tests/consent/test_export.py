@@ -165,6 +165,7 @@ def test_export_of_an_empty_range(app, events):
 
 def test_an_export_stopped_early_gives_its_connections_back(app, session, events, monkeypatch):
     monkeypatch.setattr(export, "BLOCK_EVENTS", 1)
+    monkeypatch.setattr(export, "_BLOCKS_AHEAD", 1)  # readers left waiting to hand on a block
     engine = db.engine(app)
     held = engine.pool.checkedout()  # the test session's
     chunks = export.stream_export(engine, "jsonl", T0, T0 + timedelta(days=1), "test")
