@@ -19,19 +19,14 @@ duplicates. Expected: every accepted signup's messages delivered exactly once.
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 import time
-import uuid
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from counting import count_deliveries  # noqa: E402
-from signup_throughput import WEB_PORT  # noqa: E402
 from stack import FaultStack  # noqa: E402
 
 
@@ -44,43 +39,27 @@ def main() -> None:
     args = parser.parse_args()
 
     with FaultStack(args.postgres) as stack:
-        tag = uuid.uuid4().hex[:6]
-        accepted, refused = [], collections.Counter()
-        started = time.time()
-        outage_start, outage_end = started + 20, started + 20 + args.outage
-        zips = ["10001", "60601", "94103", "30303", "77002", "98101"]
-        n = 0
-        with requests.Session() as http:
-            while time.time() - started < args.seconds:
-                now = time.time()
-                if stack.redis is not None and outage_start <= now < outage_end:
-                    stack.stop_redis()
-                elif stack.redis is None and now >= outage_end:
-                    stack.start_redis()
-                address = f"r-{tag}-{n}@example.com"
-                try:
-                    reply = http.post(f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
-                                      json={"first_name": "Fault", "last_name": "Test",
-                                            "email": address, "zip": zips[n % len(zips)]},
-                                      timeout=10)  # fmt: skip
-                    status = reply.status_code
-                except requests.RequestException:
-                    status = 0
-                if status == 202:
-                    accepted.append(address)
-                else:
-                    refused[status] += 1
-                n += 1
-                stack.supervise()
-                time.sleep(max(0.0, started + n / args.rate - time.time()))
+        outage_start = time.time() + 20
+        outage_end = outage_start + args.outage
+
+        def outage(now: float) -> None:
+            if stack.redis is not None and outage_start <= now < outage_end:
+                stack.stop_redis()
+            elif stack.redis is None and now >= outage_end:
+                stack.start_redis()
+
+        load = stack.paced_signups(args.rate, args.seconds, outage)
         stack.settle()
         outbox = stack.outbox_rows()
         restarts = dict(stack.restarts)
-        delivered = count_deliveries(stack.sink, stack.hooks, accepted, "r-")
+        delivered = count_deliveries(stack.sink, stack.hooks, load.accepted, "r-")
 
     print(f"fault: private Redis stopped {args.outage} s (from second 20) during "
           f"{args.seconds} s of {args.rate:g} signups/s")  # fmt: skip
-    print(f"  signups sent {n}, accepted (202) {len(accepted)}, others {dict(refused)}")
+    print(
+        f"  signups sent {load.sent}, accepted (202) {len(load.accepted)}, "
+        f"others {dict(load.refused)}"
+    )
     print("\n".join(delivered.lines()))
     print(f"  worker/relay restarts after exiting: {restarts or 0}")
     print("  outbox rows (kind, status, count): "

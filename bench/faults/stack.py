@@ -22,8 +22,11 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 import sqlalchemy as sa
 from counting import OPEN_ROWS, SMTP_PORT, Hooks, Sink
 from e2e_latency import RECEIVER_PORT, dealers_with_webhooks
@@ -48,6 +51,19 @@ COMMANDS = {
 OUTBOX_ROWS = sa.text(
     "SELECT kind, status, count(*) FROM outbox GROUP BY kind, status ORDER BY kind, status"
 )
+
+
+PACED_ZIPS = ["10001", "60601", "94103", "30303", "77002", "98101"]
+
+
+@dataclass
+class PacedLoad:
+    """What `FaultStack.paced_signups` sent: counts, accepted addresses, other replies."""
+
+    tag: str
+    sent: int = 0
+    accepted: list[str] = field(default_factory=list)
+    refused: collections.Counter = field(default_factory=collections.Counter)
 
 
 class FaultStack:
@@ -132,6 +148,34 @@ class FaultStack:
                     stderr=subprocess.STDOUT)  # fmt: skip
 
     # -- after the load ------------------------------------------------------------------------
+
+    def paced_signups(self, rate: float, seconds: float, tick=None) -> PacedLoad:
+        """POST `rate` signups a second for `seconds` (distinct `r-<tag>-<n>` addresses, real
+        ZIPs), calling `tick(now)` before each one and restarting dead processes after it."""
+        load = PacedLoad(uuid.uuid4().hex[:6])
+        started = time.time()
+        with requests.Session() as http:
+            while time.time() - started < seconds:
+                if tick is not None:
+                    tick(time.time())
+                address = f"r-{load.tag}-{load.sent}@example.com"
+                try:
+                    reply = http.post(f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
+                                      json={"first_name": "Fault", "last_name": "Test",
+                                            "email": address,
+                                            "zip": PACED_ZIPS[load.sent % len(PACED_ZIPS)]},
+                                      timeout=10)  # fmt: skip
+                    status = reply.status_code
+                except requests.RequestException:
+                    status = 0
+                if status == 202:
+                    load.accepted.append(address)
+                else:
+                    load.refused[status] += 1
+                load.sent += 1
+                self.supervise()
+                time.sleep(max(0.0, started + load.sent / rate - time.time()))
+        return load
 
     def settle(self, timeout: float = 240, late: float = 5) -> bool:
         """Wait (supervising) until no outbox row is open, at most `timeout` s, then `late` s

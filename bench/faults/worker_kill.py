@@ -26,16 +26,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from counting import count_deliveries  # noqa: E402
-from signup_throughput import WEB_PORT  # noqa: E402
 from stack import FaultStack  # noqa: E402
 
 
@@ -72,42 +68,27 @@ def main() -> None:
 
     timeouts = {"JOB_TIMEOUT": "10", "SMTP_TIMEOUT": "5", "WEBHOOK_TIMEOUT": "3"}
     with FaultStack(args.postgres, timeouts) as stack:
-        tag = uuid.uuid4().hex[:6]
-        accepted, refused = [], collections.Counter()
-        started = time.time()
         kills = collections.Counter()
-        next_kill = started + args.every
-        zips = ["10001", "60601", "94103", "30303", "77002", "98101"]
-        n = 0
-        with requests.Session() as http:
-            while time.time() - started < args.seconds:
-                if time.time() >= next_kill:
-                    next_kill += args.every
-                    kill_one(stack.processes, kills)
-                address = f"r-{tag}-{n}@example.com"
-                try:
-                    reply = http.post(f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
-                                      json={"first_name": "Fault", "last_name": "Test",
-                                            "email": address, "zip": zips[n % len(zips)]},
-                                      timeout=10)  # fmt: skip
-                    status = reply.status_code
-                except requests.RequestException:
-                    status = 0
-                if status == 202:
-                    accepted.append(address)
-                else:
-                    refused[status] += 1
-                n += 1
-                stack.supervise()
-                time.sleep(max(0.0, started + n / args.rate - time.time()))
+        next_kill = time.time() + args.every
+
+        def kill(now: float) -> None:
+            nonlocal next_kill
+            if now >= next_kill:
+                next_kill += args.every
+                kill_one(stack.processes, kills)
+
+        load = stack.paced_signups(args.rate, args.seconds, kill)
         stack.settle()
         outbox = stack.outbox_rows()
         restarts = dict(stack.restarts)
-        delivered = count_deliveries(stack.sink, stack.hooks, accepted, "r-")
+        delivered = count_deliveries(stack.sink, stack.hooks, load.accepted, "r-")
 
     print(f"fault: rq worker or work-horse SIGKILLed every {args.every:g} s during "
           f"{args.seconds} s of {args.rate:g} signups/s; kills {dict(kills)}")  # fmt: skip
-    print(f"  signups sent {n}, accepted (202) {len(accepted)}, others {dict(refused)}")
+    print(
+        f"  signups sent {load.sent}, accepted (202) {len(load.accepted)}, "
+        f"others {dict(load.refused)}"
+    )
     note = " (addresses shared by leads of one dealer, so duplicates show in the outbox rows below)"
     print("\n".join(delivered.lines(dealer_note=note)))
     print(f"  worker/relay restarts after exiting: {restarts or 0}")
