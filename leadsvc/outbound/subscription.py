@@ -27,6 +27,7 @@ from leadsvc.jobs.outbox import (
     DEALER_WEBHOOK,
     SKIPPED,
     WELCOME_EMAIL,
+    QueuedRow,
     add_message,
     add_messages,
     skip_open_messages,
@@ -51,6 +52,17 @@ LOOK_UP = object()
 _TOLD = object()
 
 
+def new_lead_kinds(status: str, dealer_id: int | None, confirm_emails_per_day: int) -> list[str]:
+    """The outbox rows a signup writes for a lead it inserted (a new lead has none yet), in the
+    lead's consent `status` after the signup. `dealer_webhook` is written only if the dealer has
+    a webhook URL: the caller checks, in the database."""
+    if status == PENDING:
+        return [CONFIRM_EMAIL] if confirm_emails_per_day > 0 else []
+    if status not in CONSENTED:
+        return []
+    return [WELCOME_EMAIL] + ([DEALER_EMAIL, DEALER_WEBHOOK] if dealer_id is not None else [])
+
+
 def plan_after_signup(
     session: Session,
     lead_id: int,
@@ -60,13 +72,22 @@ def plan_after_signup(
     dealer_id: int | None,
     confirm_emails_per_day: int,
     dealer_webhook_url: str | None | object = LOOK_UP,
-) -> list[OutboxMessage]:
+) -> list[QueuedRow]:
     """Outbox rows for a signup, in the signup's transaction.
 
     A pending lead gets a confirmation email (a repeat signup resends it, at most
     `confirm_emails_per_day` in 24 hours); a lead that just became consented gets the welcome
     email; a consented lead is passed to its dealer once per dealer.
     """
+    if previous is None:  # inserted by this signup
+        kinds = new_lead_kinds(status, dealer_id, confirm_emails_per_day)
+        if DEALER_WEBHOOK in kinds:
+            if dealer_webhook_url is LOOK_UP:
+                dealer_webhook_url = _told_and_webhook(session, lead_id, dealer_id, told=False)
+            if not dealer_webhook_url:
+                kinds.remove(DEALER_WEBHOOK)
+        dealer = {DEALER_EMAIL: dealer_id, DEALER_WEBHOOK: dealer_id}
+        return add_messages(session, [(kind, lead_id, dealer.get(kind)) for kind in kinds])
     if status == PENDING:
         if confirmations_sent_today(session, lead_id) < confirm_emails_per_day:
             return add_messages(session, [(CONFIRM_EMAIL, lead_id, None)])
@@ -75,9 +96,7 @@ def plan_after_signup(
     if status in CONSENTED:
         if previous not in CONSENTED:
             messages.append((WELCOME_EMAIL, lead_id, None))
-        # A lead inserted by this signup (no previous status) has no outbox rows yet.
-        messages.extend(_dealer_messages(session, lead_id, dealer_id, told=previous is not None,
-                                         webhook_url=dealer_webhook_url))  # fmt: skip
+        messages.extend(_dealer_messages(session, lead_id, dealer_id))
     return add_messages(session, messages)
 
 
@@ -92,25 +111,20 @@ def confirmations_sent_today(session: Session, lead_id: int) -> int:
     ) or 0
 
 
-def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list[OutboxMessage]:
+def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list[QueuedRow]:
     """The ADF email (and webhook, if the dealer has one), unless this dealer was already told."""
     return add_messages(session, _dealer_messages(session, lead_id, dealer_id))
 
 
 def _dealer_messages(
-    session: Session, lead_id: int, dealer_id: int | None, *, told: bool = True,
-    webhook_url: str | None | object = LOOK_UP,
-) -> list[tuple[str, int, int | None]]:  # fmt: skip
-    """The dealer notices `notify_dealer` writes; `told=False` when the lead is new (it cannot
-    have any) and a `webhook_url` read with the lead save the queries."""
+    session: Session, lead_id: int, dealer_id: int | None
+) -> list[tuple[str, int, int | None]]:
+    """The dealer notices `notify_dealer` writes: none if this dealer already has the lead."""
     if dealer_id is None:
         return []
-    if not told and webhook_url is not LOOK_UP:
-        url = webhook_url
-    else:
-        url = _told_and_webhook(session, lead_id, dealer_id, told)
-        if url is _TOLD:
-            return []
+    url = _told_and_webhook(session, lead_id, dealer_id, told=True)
+    if url is _TOLD:
+        return []
     messages = [(DEALER_EMAIL, lead_id, dealer_id)]
     if url:
         messages.append((DEALER_WEBHOOK, lead_id, dealer_id))
@@ -136,7 +150,7 @@ def _told_and_webhook(session: Session, lead_id: int, dealer_id: int, told: bool
     return session.scalar(sa.select(webhook_url))
 
 
-def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[OutboxMessage]:
+def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[QueuedRow]:
     """A deletion notice (email, and webhook if the dealer has one) for an erased person's lead."""
     rows = [add_message(session, DEALER_ERASURE_EMAIL, lead_id, dealer_id)]
     webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))

@@ -36,12 +36,12 @@ CONTEXT = ConsentContext(
 
 
 def _record(session, subject="jane.doe@example.com", lead_id=41) -> int:
-    event = record_consent(
+    event_id = record_consent(
         session, lead_id=lead_id, subject=subject, event_type="given", text_version=1,
         context=CONTEXT,
     )  # fmt: skip
     session.commit()
-    return event.id
+    return event_id
 
 
 def _row(session, event_id: int):
@@ -110,11 +110,11 @@ def test_events_are_appended_one_per_consent(session):
 
 
 def test_event_must_name_a_published_text_version(session):
-    record_consent(
-        session, lead_id=1, subject="jane@example.com", event_type="given", text_version=99,
-        context=CONTEXT,
-    )  # fmt: skip
     with pytest.raises(DBAPIError):
+        record_consent(
+            session, lead_id=1, subject="jane@example.com", event_type="given", text_version=99,
+            context=CONTEXT,
+        )  # fmt: skip
         session.commit()
     session.rollback()
     assert _event_count(session) == 0
