@@ -71,25 +71,38 @@ def enqueue_many(queues: list[Queue], rows: list[QueuedRow], settings) -> list[b
     """Put outbox rows on rq in one Redis round trip; per row, False if its job already existed.
 
     Each job goes in with rq's own atomic unique-enqueue script (what `Queue.enqueue(...,
-    unique=True)` runs, one round trip per job), all of them in one pipeline.
+    unique=True)` runs, one round trip per job), all of them in one pipeline. The script is
+    called by its SHA: redis-py's script pipeline would ask Redis whether it is loaded (a round
+    trip) on every call; here it is loaded only when Redis says it does not have it (first use,
+    or Redis restarted), and the pipeline sent again (nothing in it ran but the SADD).
     """
     by_name = {queue.name: queue for queue in queues}
-    retry = Retry(max=len(settings.job_retry_intervals), interval=list(settings.job_retry_intervals))
+    retry = Retry(max=len(settings.job_retry_intervals),
+                  interval=list(settings.job_retry_intervals))  # fmt: skip
     connection = queues[0].connection
     script = get_unique_enqueue_script(connection)
-    with connection.pipeline(transaction=False) as pipeline:
-        for name in {queue_name(row.kind) for row in rows}:
-            pipeline.sadd(Queue.redis_queues_keys, by_name[name].key)
-        for row in rows:
-            queue = by_name[queue_name(row.kind)]
-            job = queue.create_job(
-                JOB_FUNCTION, args=[row.id], job_id=row.job_id, timeout=settings.job_timeout,
-                retry=retry, failure_ttl=FAILURE_TTL,
-                description=f"deliver outbox {row.id} ({row.kind})",
-            )  # fmt: skip
-            queue._prepare_for_queue(job)
-            ttl = job.ttl if job.ttl is not None else -1
-            script(keys=[job.key, queue.key], args=[job.id, "R", ttl, *_build_hset_args(job)],
-                   client=pipeline)  # fmt: skip
-        replies = pipeline.execute()
-    return [reply != 0 for reply in replies[len(replies) - len(rows):]]
+    calls = []
+    for row in rows:
+        queue = by_name[queue_name(row.kind)]
+        job = queue.create_job(
+            JOB_FUNCTION, args=[row.id], job_id=row.job_id, timeout=settings.job_timeout,
+            retry=retry, failure_ttl=FAILURE_TTL,
+            description=f"deliver outbox {row.id} ({row.kind})",
+        )  # fmt: skip
+        queue._prepare_for_queue(job)
+        ttl = job.ttl if job.ttl is not None else -1
+        calls.append((job.key, queue.key, job.id, "R", ttl, *_build_hset_args(job)))
+    queue_keys = {by_name[queue_name(row.kind)].key for row in rows}
+    for loaded in (False, True):
+        with connection.pipeline(transaction=False) as pipeline:
+            pipeline.sadd(Queue.redis_queues_keys, *queue_keys)
+            for call in calls:
+                pipeline.evalsha(script.sha, 2, *call)
+            try:
+                replies = pipeline.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+        connection.script_load(script.script)
+    return [reply != 0 for reply in replies[1:]]

@@ -87,8 +87,10 @@ def _job_statuses(connection: redis.Redis, job_ids: list[str],
             if (now - started).total_seconds() > job_timeout + LOST_AFTER_SECONDS:
                 status = LOST
         statuses.append(status)
-    waiting = [(n, job_ids[n], statuses[n], replies[n][2].decode()) for n in range(len(job_ids))
-               if statuses[n] in (JobStatus.QUEUED, JobStatus.SCHEDULED) and replies[n][2]]  # fmt: skip
+    waiting = [
+        (n, job_ids[n], statuses[n], replies[n][2].decode()) for n in range(len(job_ids))
+        if statuses[n] in (JobStatus.QUEUED, JobStatus.SCHEDULED) and replies[n][2]
+    ]  # fmt: skip
     for n in _held_nowhere(connection, waiting):
         statuses[n] = LOST
     return statuses

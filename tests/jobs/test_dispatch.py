@@ -1,13 +1,17 @@
-"""The request path's wait for Redis is bounded: a hung Redis costs a signup half a second once."""
+"""The request path's hand-off to Redis: its wait is bounded (a hung Redis costs a signup half a
+second once), and a Redis that lost rq's enqueue script gets it again."""
 
 import socket
 import threading
 import time
 
 import pytest
+from rq import Queue
 
+from leadsvc.jobs.outbox import QueuedRow
+from leadsvc.jobs.queue import EMAIL_QUEUE, enqueue, outbound_queues
 from tests.factories import valid_signup
-from tests.jobs.support import FAST, kinds_and_statuses
+from tests.jobs.support import FAST, kinds_and_statuses, outbox
 
 
 @pytest.fixture
@@ -53,3 +57,22 @@ def test_a_hung_redis_delays_a_signup_by_a_bounded_time_and_the_rows_wait(
     warnings = [r.getMessage() for r in caplog.records if r.name == "leadsvc.jobs.dispatch"]
     assert warnings[0] == "redis unavailable (TimeoutError): 1 outbox rows left for the relay"
     assert "@" not in " ".join(warnings)
+
+
+def test_jobs_are_enqueued_once_after_redis_forgot_the_enqueue_script(make_app, session, redis,
+                                                                       redis_url):  # fmt: skip
+    """The enqueue script is called by its SHA; a Redis without it (restarted, SCRIPT FLUSH) gets
+    it loaded and the pipeline sent again, and a repeat of a row still finds its job."""
+    app = make_app(redis_url=redis_url, **FAST)
+    client = app.test_client()
+    redis.script_flush()
+    assert client.post("/api/v1/signups", json=valid_signup()).status_code == 202
+    queue = Queue(EMAIL_QUEUE, connection=redis)
+    [row] = outbox(session)
+    assert queue.job_ids == [f"outbox-{row.id}-1"]
+    redis.script_flush()
+    settings = app.config["LEADSVC_SETTINGS"]
+    queues = outbound_queues(redis, settings.job_timeout)
+    assert enqueue(queues, QueuedRow(row.id, row.kind, 1), settings) is False  # already there
+    assert queue.job_ids == [f"outbox-{row.id}-1"]
+    assert kinds_and_statuses(session) == [("welcome_email", "pending")]
