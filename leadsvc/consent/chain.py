@@ -58,20 +58,11 @@ def _timestamp(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
-def event_digest(
-    *,
-    lead_id,
-    subject: str,
-    event_type: str,
-    text_version: int,
-    occurred_at: datetime,
-    ip,
-    user_agent,
-    source_url,
-    request_id,
-    key: bytes,
-) -> str:
-    """SHA-256 of an event's content (the subject as its keyed hash)."""
+def _content_text(
+    *, lead_id, subject: str, event_type: str, text_version: int, occurred_at: datetime, ip,
+    user_agent, source_url, request_id, key: bytes,
+) -> str:  # fmt: skip
+    """The canonical JSON of an event's content (ASCII only), the subject as its keyed hash."""
     content = {
         "lead_id": lead_id,
         "subject": hashed_subject(subject, key),
@@ -83,7 +74,29 @@ def event_digest(
         "source_url": source_url,
         "request_id": request_id,
     }
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return json.dumps(content, sort_keys=True)
+
+
+def event_digest(**fields) -> str:
+    """SHA-256 of an event's content (the subject as its keyed hash); the fields are
+    `_content_text`'s."""
+    return hashlib.sha256(_content_text(**fields).encode()).hexdigest()
+
+
+#: How the lead id appears in the content text (keys sorted: "ip" comes before it, "occurred_at"
+#: after). Quotes inside values are escaped, so this text can only be the key itself.
+_LEAD_ID_SLOT = '"lead_id": 0, "occurred_at": '
+
+
+def digest_around_lead_id(**fields) -> tuple[str, str]:
+    """The content text of an event whose lead id is not known yet, cut where the id goes:
+    `event_digest(lead_id=n, ...)` is the SHA-256 of `head + str(n) + tail`. Lets PostgreSQL
+    compute the digest of an event written in the same statement as its lead."""
+    text = _content_text(lead_id=0, **fields)
+    head, slot, rest = text.partition(_LEAD_ID_SLOT)
+    if not slot or _LEAD_ID_SLOT in rest:
+        raise ValueError("the event content has no single lead id slot")
+    return head + '"lead_id": ', ', "occurred_at": ' + rest
 
 
 def digest_of(event: ConsentEvent, key: bytes) -> str:

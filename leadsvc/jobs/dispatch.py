@@ -23,6 +23,7 @@ from leadsvc.jobs.queue import enqueue_many, outbound_queues, request_redis
 
 log = logging.getLogger(__name__)
 
+DISPATCHER_KEY = "leadsvc.outbox_dispatcher"
 #: After Redis failed on the request path, further requests skip it this long (the relay enqueues).
 REDIS_BACKOFF_SECONDS = 5.0
 
@@ -67,22 +68,26 @@ def _take_rows(session) -> list[QueuedRow]:
     return session.info.pop(NEW_ROWS_KEY, [])
 
 
+def dispatch_committed(app: Flask, rows: list[QueuedRow]) -> None:
+    """Hand committed outbox rows to rq (or the drainer); a failure leaves them to the relay."""
+    if not rows:
+        return
+    try:
+        app.extensions[DISPATCHER_KEY].dispatch(rows)
+    except Exception as error:  # the rows are committed: the relay enqueues them anyway
+        stack = "".join(traceback.format_tb(error.__traceback__))
+        log.error("outbox dispatch failed: %s; %d rows left for the relay\n%s",
+                  type(error).__name__, len(rows), stack)  # fmt: skip
+
+
 def install(app: Flask) -> None:
     """Dispatch the outbox rows of every commit made through the app's sessions."""
     settings = app.config["LEADSVC_SETTINGS"]
     dispatcher = RqDispatcher(settings) if settings.redis_url else DrainerDispatcher(app)
-    app.extensions["leadsvc.outbox_dispatcher"] = dispatcher
+    app.extensions[DISPATCHER_KEY] = dispatcher
 
     def after_commit(session) -> None:
-        rows = _take_rows(session)
-        if not rows:
-            return
-        try:
-            dispatcher.dispatch(rows)
-        except Exception as error:  # the rows are committed: the relay enqueues them anyway
-            stack = "".join(traceback.format_tb(error.__traceback__))
-            log.error("outbox dispatch failed: %s; %d rows left for the relay\n%s",
-                      type(error).__name__, len(rows), stack)  # fmt: skip
+        dispatch_committed(app, _take_rows(session))
 
     def after_rollback(session) -> None:
         _take_rows(session)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +20,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from leadsvc.consent.chain import digest_around_lead_id, subject_key
 from leadsvc.consent.service import ConsentContext, active_text_version, record_consent
 from leadsvc.db import utcnow
 from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
-from leadsvc.outbound.subscription import plan_after_signup, status_after_signup
+from leadsvc.jobs.dispatch import dispatch_committed
+from leadsvc.outbound.subscription import new_lead_kinds, plan_after_signup, status_after_signup
 from leadsvc.settings import Settings
 from leadsvc.signups.email_address import CheckedEmail
 from leadsvc.signups.models import Lead
+from leadsvc.signups.new_lead import NewLead, insert_new_lead
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +83,14 @@ _INSERTED = (
 @functools.cache
 def _upsert_statement(dialect: str):
     """The lead upsert for `dialect`, built once: a signup only binds its values (building the
-    statement per request cost more Python time than its two database round trips)."""
+    statement per request cost more Python time than its two database round trips). A Core
+    statement on the table: the ORM's bulk-insert path re-derives the statement and its cache key
+    on every execution."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    columns = Lead.__table__.c
+    table = Lead.__table__
+    columns = table.c
     bound = {name: sa.bindparam(name, type_=columns[name].type) for name in _INSERTED}
-    statement = insert(Lead).values({**bound, "delivery_seq": next_delivery_seq(dialect)})
+    statement = insert(table).values({**bound, "delivery_seq": next_delivery_seq(dialect)})
     new, old = statement.excluded, columns
     refreshed: dict[str, Any] = {name: new[name] for name in _REFRESHED_ON_REPEAT}
     refreshed.update({name: sa.func.coalesce(new[name], old[name]) for name in _KEPT_UNLESS_GIVEN})
@@ -95,9 +102,9 @@ def _upsert_statement(dialect: str):
     refreshed["delivery_seq"] = sa.case((moved, new.delivery_seq), else_=old.delivery_seq)
     refreshed["signup_count"] = old.signup_count + 1
     return statement.on_conflict_do_update(
-        index_elements=[Lead.email_key], set_=refreshed
+        index_elements=[columns.email_key], set_=refreshed
     ).returning(
-        Lead.id, Lead.signup_count, Lead.consent_status, Lead.dealer_id,
+        columns.id, columns.signup_count, columns.consent_status, columns.dealer_id,
         # Whether the dealer notices include a webhook, read in the same round trip (written out:
         # SQLAlchemy does not correlate a subquery in RETURNING with the row).
         sa.literal_column(
@@ -113,8 +120,8 @@ def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
     Returns the lead's id, signup count (1: just inserted), stored consent status and dealer;
     the row stays locked (PostgreSQL) or the database write-locked (SQLite) until the commit.
     """
-    statement = _upsert_statement(session.get_bind().dialect.name)
-    return session.execute(statement, values).one()
+    connection = session.connection()
+    return connection.execute(_upsert_statement(connection.dialect.name), values).one()
 
 
 def _consent_text_version(session: Session, shown: int | None) -> int:
@@ -133,22 +140,21 @@ def capture_signup(
     new and known emails.
 
     The lead goes to the dealer `routes` names for its ZIP, or to the unassigned pool. `settings`
-    (default: the current app's) says whether double opt-in is on.
+    (default: the current app's) says whether double opt-in is on. On PostgreSQL a new address
+    is written in one statement (`leadsvc.signups.new_lead`); a known one, and every signup on
+    SQLite, in the transaction of `_write_signup`.
     """
     if settings is None and has_app_context():
         settings = current_app.config["LEADSVC_SETTINGS"]
-    for retry in (False, True):
-        try:
-            lead_id, route = _write_signup(session, signup, context, routes, settings)
-            break
-        except DBAPIError as error:
-            session.rollback()
-            # A connection PostgreSQL closed while it sat in the pool (a restart, a failover)
-            # fails on first use. Nothing was committed: once, on a new connection, is safe.
-            if retry or not error.connection_invalidated:
-                raise
-            log.warning("database connection lost before the signup was written: retrying once")
-    session.commit()
+    route = routes.route_for_zip(signup.zip.zip5)
+    lead_id = None
+    if session.get_bind().dialect.name == "postgresql":
+        lead_id = _retried(session, lambda: _write_new_lead(session, signup, context, routes,
+                                                            route, settings))  # fmt: skip
+    if lead_id is None:
+        lead_id = _retried(session, lambda: _write_signup(session, signup, context, routes,
+                                                          route, settings))  # fmt: skip
+        session.commit()
     routing = route.reason if route else "unassigned"
     log.info("signup stored", extra={"lead_id": lead_id, "routing": routing})
     return SignupResult(
@@ -158,42 +164,93 @@ def capture_signup(
     )
 
 
-def _write_signup(session: Session, signup: Signup, context: ConsentContext,
-                  routes: RoutingTable, settings: Settings | None) -> tuple[int, Any]:  # fmt: skip
-    """The signup's statements, up to (not including) the commit; returns the lead id and route."""
+def _retried(session: Session, write: Callable[[], int | None]) -> int | None:
+    """`write()`, once more on a new connection if the first failed on a pooled connection
+    PostgreSQL had closed (a restart, a failover): nothing was written then, so it is safe."""
+    for retry in (False, True):
+        try:
+            return write()
+        except DBAPIError as error:
+            session.rollback()
+            if retry or not error.connection_invalidated:
+                raise
+            log.warning("database connection lost before the signup was written: retrying once")
+    raise AssertionError("unreachable")
+
+
+def _lead_values(signup: Signup, routes: RoutingTable, route, status: str, text_version: int,
+                 now) -> dict[str, Any]:  # fmt: skip
+    return {
+        "email": signup.email.normalized,
+        "email_key": signup.email.key,
+        "email_as_typed": signup.email.as_typed,
+        "first_name": signup.first_name,
+        "last_name": signup.last_name,
+        "zip5": signup.zip.zip5,
+        "zip4": signup.zip.zip4,
+        "source": signup.source,
+        "utm": signup.utm,
+        "interests": signup.interests,
+        "consent_status": status,
+        "consent_text_version": text_version,
+        "dealer_id": route.dealer_id if route else None,
+        "distance_km": route.distance_km if route else None,
+        "routing_reason": route.reason if route else "unassigned",
+        "routing_version": routes.version,
+    }
+
+
+def _write_new_lead(
+    session: Session, signup: Signup, context: ConsentContext, routes: RoutingTable, route,
+    settings: Settings | None,
+) -> int | None:  # fmt: skip
+    """A new address on PostgreSQL, in one autocommitted statement; None (nothing written) if
+    the address is known. The outbox rows are dispatched at once: they are committed."""
     double_opt_in = settings.double_opt_in if settings else False
     text_version = _consent_text_version(session, signup.consent_text_version)
-    route = routes.route_for_zip(signup.zip.zip5)
+    session.rollback()  # the text lookup's transaction, if it opened one, ends here
+    status = status_after_signup(None, double_opt_in)
     now = utcnow()
-    stored = _upsert_lead(
-        session,
-        {
-            "email": signup.email.normalized,
-            "email_key": signup.email.key,
-            "email_as_typed": signup.email.as_typed,
-            "first_name": signup.first_name,
-            "last_name": signup.last_name,
-            "zip5": signup.zip.zip5,
-            "zip4": signup.zip.zip4,
-            "source": signup.source,
-            "utm": signup.utm,
-            "interests": signup.interests,
-            "consent_status": status_after_signup(None, double_opt_in),
-            "consent_text_version": text_version,
-            "signup_count": 1,
-            "dealer_id": route.dealer_id if route else None,
-            "distance_km": route.distance_km if route else None,
-            "routing_reason": route.reason if route else "unassigned",
-            "routing_version": routes.version,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    values = _lead_values(signup, routes, route, status, text_version, now)
+    values["text_version"] = values.pop("consent_text_version")
+    event = {"subject": signup.email.normalized, "event_type": "given",
+             "text_version": text_version, "occurred_at": now, "ip": context.ip,
+             "user_agent": context.user_agent, "source_url": context.source_url,
+             "request_id": context.request_id}  # fmt: skip
+    head, tail = digest_around_lead_id(**event, key=subject_key())
+    kinds = new_lead_kinds(status, values["dealer_id"],
+                           settings.confirm_emails_per_day if settings else 3)  # fmt: skip
+    lead = NewLead(**values, now=now, ip=context.ip, user_agent=context.user_agent,
+                   source_url=context.source_url, request_id=context.request_id,
+                   digest_head=head, digest_tail=tail, kinds=kinds)  # fmt: skip
+    engine = session.get_bind()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        written = insert_new_lead(connection, lead)
+    if written is None:
+        return None
+    lead_id, rows = written
+    if has_app_context():
+        dispatch_committed(current_app._get_current_object(), rows)
+    return lead_id
+
+
+def _write_signup(session: Session, signup: Signup, context: ConsentContext,
+                  routes: RoutingTable, route, settings: Settings | None) -> int:  # fmt: skip
+    """The signup's statements, up to (not including) the commit; returns the lead id."""
+    double_opt_in = settings.double_opt_in if settings else False
+    text_version = _consent_text_version(session, signup.consent_text_version)
+    now = utcnow()
+    values = _lead_values(signup, routes, route, status_after_signup(None, double_opt_in),
+                          text_version, now)  # fmt: skip
+    stored = _upsert_lead(session, {**values, "signup_count": 1, "created_at": now,
+                                    "updated_at": now})  # fmt: skip
     lead_id = stored.id
     previous = None if stored.signup_count == 1 else stored.consent_status
     status = status_after_signup(previous, double_opt_in)
     if status != stored.consent_status:
-        session.execute(sa.update(Lead).where(Lead.id == lead_id).values(consent_status=status))
+        session.connection().execute(
+            sa.update(Lead.__table__).where(Lead.id == lead_id).values(consent_status=status)
+        )
     record_consent(
         session,
         lead_id=lead_id,
@@ -208,4 +265,4 @@ def _write_signup(session: Session, signup: Signup, context: ConsentContext,
         dealer_webhook_url=stored.dealer_webhook_url,
     )  # fmt: skip
     session.flush()  # every statement runs here, so only the commit itself is never retried
-    return lead_id, route
+    return lead_id
