@@ -46,6 +46,9 @@ SIGNUP_OUTCOMES = {
     503: "unavailable",
 }
 log = logging.getLogger(__name__)
+#: One schema instance for every request (loading keeps no state on it; building one per
+#: request, as a schema class given to webargs would, deep-copies every field).
+SIGNUP_SCHEMA = SignupSchema()
 
 
 def _reply(result: SignupResult) -> dict:
@@ -91,7 +94,7 @@ limit_signups(pages)
 
 @api_blp.route("/signups")
 class Signups(MethodView):
-    @api_blp.arguments(SignupSchema)
+    @api_blp.arguments(SIGNUP_SCHEMA)
     @api_blp.response(202, SignupReplySchema)
     @api_blp.alt_response(400, schema=ErrorSchema, description="The body is not valid JSON")
     @api_blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
@@ -166,7 +169,7 @@ def form_submit():
     if _bot({key: request.form.get(key) for key in BOT_FIELDS}, token_required=True):
         return render_template("signups/thanks.html", message=RECEIVED, suggestion=None)
     try:
-        data = SignupSchema().load(_form_payload(request.form))
+        data = SIGNUP_SCHEMA.load(_form_payload(request.form))
     except ValidationError as error:
         errors = first_messages(error.messages)
         return _render_form(values, errors=errors, failure=_failure(errors), status=422)
