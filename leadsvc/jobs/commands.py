@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import click
@@ -70,6 +71,9 @@ def worker_command(burst: bool) -> None:
     connection = worker_redis(_redis_url(app))
     queues = outbound_queues(connection, settings.job_timeout)
     worker = AppWorker(queues, connection=connection, serializer=JSONSerializer, app=app)
+    # What the app loaded stays for the life of the worker: the cyclic collector need not scan
+    # it again (a full collection of it stalled the worker ~75 ms).
+    gc.freeze()
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 

@@ -32,6 +32,9 @@ REQUEST_CONNECT_TIMEOUT = 0.25
 REQUEST_SOCKET_TIMEOUT = 0.5
 #: Failed jobs stay inspectable in rq this long; the outbox keeps its own record regardless.
 FAILURE_TTL = 7 * 86_400
+#: A job that succeeded is deleted at once (result_ttl=0): its outcome is in the outbox and
+#: its attempts, and keeping rq's copy cost every job more Redis writes.
+RESULT_TTL = 0
 
 
 def request_redis(url: str) -> redis.Redis:
@@ -86,7 +89,7 @@ def enqueue_many(queues: list[Queue], rows: list[QueuedRow], settings) -> list[b
         queue = by_name[queue_name(row.kind)]
         job = queue.create_job(
             JOB_FUNCTION, args=[row.id], job_id=row.job_id, timeout=settings.job_timeout,
-            retry=retry, failure_ttl=FAILURE_TTL,
+            retry=retry, failure_ttl=FAILURE_TTL, result_ttl=RESULT_TTL,
             description=f"deliver outbox {row.id} ({row.kind})",
         )  # fmt: skip
         queue._prepare_for_queue(job)

@@ -24,14 +24,15 @@ the relay (or the next run of this job) decides as `leadsvc.jobs.outbox.interrup
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import Flask, current_app
 from rq import get_current_job
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from leadsvc.db import utcnow
+from leadsvc.dealers.models import Dealer
 from leadsvc.extensions import db
 from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
 from leadsvc.jobs.outbox import (
@@ -73,6 +74,9 @@ class Claim:
     dealer_id: int | None
     number: int
     attempt_id: int
+    #: The lead and dealer loaded with the claim. Held here because the session's identity map
+    #: holds objects weakly: without a reference, building the message would load them again.
+    loaded: tuple = field(default=(), compare=False, repr=False)
 
 
 def deliver(outbox_id: int) -> str:
@@ -104,13 +108,10 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
         return outcome
 
     def handed_off() -> None:
-        with engine.begin() as connection:
-            moved = connection.execute(
-                sa.update(OutboxMessage)
-                .where(OutboxMessage.id == claim.outbox_id, OutboxMessage.status == SENDING,
-                       OutboxMessage.attempts == claim.number)  # fmt: skip
-                .values(status=HANDED_OFF, updated_at=utcnow())
-            ).rowcount
+        with _autocommit(engine) as connection:
+            moved = connection.execute(_HAND_OFF, {
+                "outbox_id": claim.outbox_id, "number": claim.number, "now": utcnow(),
+            }).rowcount  # fmt: skip
         if moved != 1:
             raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
 
@@ -141,7 +142,88 @@ def _attempt(session: Session, outbox_id: int, runner: str, outcome: str, error:
     return attempt
 
 
+_OUTBOX = OutboxMessage.__table__
+_ATTEMPTS = OutboxAttempt.__table__
+#: The usual case in one statement: a pending row becomes this try's (the row lock is taken by
+#: the UPDATE itself; a row in any other state is left to `_claim_locked`).
+_CLAIM_PENDING = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"), _OUTBOX.c.status == PENDING)
+    .values(
+        status=SENDING, attempts=_OUTBOX.c.attempts + 1, lease_until=sa.bindparam("lease"),
+        next_attempt_at=None, updated_at=sa.bindparam("now"),
+    )  # fmt: skip
+    .returning(_OUTBOX.c.kind, _OUTBOX.c.lead_id, _OUTBOX.c.dealer_id, _OUTBOX.c.attempts)
+)
+_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+
+
+_DEALER = aliased(Dealer)
+#: The lead (fresh from the database) and the dealer the message is for, or the lead's own.
+_LEAD_AND_DEALER = (
+    sa.select(Lead, _DEALER)
+    .outerjoin(_DEALER, _DEALER.id == sa.func.coalesce(sa.bindparam("dealer_id", type_=sa.Integer),
+                                                       Lead.dealer_id))
+    .where(Lead.id == sa.bindparam("lead_id"))
+    .execution_options(populate_existing=True)
+)  # fmt: skip
+#: The hand-off: the row is still this try's (`sending`, its try number), and now handed over.
+_HAND_OFF = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"), _OUTBOX.c.status == SENDING,
+           _OUTBOX.c.attempts == sa.bindparam("number"))
+    .values(status=HANDED_OFF, updated_at=sa.bindparam("now"))
+)  # fmt: skip
+_ATTEMPT_SENT = (
+    sa.update(_ATTEMPTS).where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+    .values(outcome=SENT, finished_at=sa.bindparam("now"))
+)  # fmt: skip
+_ROW_SENT = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"), _OUTBOX.c.status != SENT)
+    .values(status=SENT, sent_at=sa.bindparam("now"), lease_until=None, last_error=None,
+            updated_at=sa.bindparam("now"))
+)  # fmt: skip
+#: Both in one statement on PostgreSQL (it runs a data-modifying WITH whether or not it is read).
+_SENT_TOGETHER = sa.text(f"""
+    WITH attempt AS (
+        UPDATE outbox_attempts SET outcome = '{SENT}', finished_at = :now WHERE id = :attempt_id
+    )
+    UPDATE outbox SET status = '{SENT}', sent_at = :now, lease_until = NULL, last_error = NULL,
+        updated_at = :now
+    WHERE id = :outbox_id AND status <> '{SENT}'
+""")
+
+
+def _load_lead_and_dealer(session: Session, lead_id: int,
+                          dealer_id: int | None) -> tuple[Lead | None, Dealer | None]:  # fmt: skip
+    """The lead, fresh, and the dealer the message is for (or the lead's own), in one query."""
+    row = session.execute(_LEAD_AND_DEALER, {"lead_id": lead_id, "dealer_id": dealer_id}).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
 def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Claim | None, str]:
+    """Make the row this try's (`sending`, with a lease and a running attempt), or say why not."""
+    now = utcnow()
+    claimed = session.connection().execute(_CLAIM_PENDING, {
+        "outbox_id": outbox_id, "lease": lease_until(now, settings.job_timeout), "now": now,
+    }).first()  # fmt: skip
+    if claimed is not None:
+        kind, lead_id, dealer_id, number = claimed
+        lead, dealer = _load_lead_and_dealer(session, lead_id, dealer_id)
+        if skip_reason(kind, lead, dealer_id) is None:
+            attempt_id = session.connection().execute(_INSERT_ATTEMPT, {
+                "outbox_id": outbox_id, "number": number, "runner": runner[:64],
+                "outcome": "running", "error": None, "started_at": now, "finished_at": None,
+            }).scalar_one()  # fmt: skip
+            claim = Claim(outbox_id, kind, lead_id, dealer_id, number, attempt_id, (lead, dealer))
+            return claim, SENDING
+        session.rollback()  # not to be sent: decided below, with the row locked as it was
+    return _claim_locked(session, settings, outbox_id, runner)
+
+
+def _claim_locked(session: Session, settings, outbox_id: int,
+                  runner: str) -> tuple[Claim | None, str]:  # fmt: skip
     now = utcnow()
     row = lock_message(session, outbox_id)
     if row is None:
@@ -216,18 +298,19 @@ def _definite_failure(error: Exception) -> bool:
     return isinstance(error, DeliveryError)
 
 
+def _autocommit(engine: sa.Engine) -> sa.Connection:
+    """A connection on which each statement commits by itself (one round trip, no BEGIN)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _record_sent(engine: sa.Engine, claim: Claim) -> None:
-    """Two plain updates: the try succeeded, and the row is sent. A success wins even over a
-    takeover: the row that was put back is not sent again."""
-    now = utcnow()
+    """The try succeeded, and the row is sent. A success wins even over a takeover: the row that
+    was put back is not sent again. On PostgreSQL one statement (its own transaction)."""
+    values = {"attempt_id": claim.attempt_id, "outbox_id": claim.outbox_id, "now": utcnow()}
+    if engine.dialect.name == "postgresql":
+        with _autocommit(engine) as connection:
+            connection.execute(_SENT_TOGETHER, values)
+        return
     with engine.begin() as connection:
-        connection.execute(
-            sa.update(OutboxAttempt)
-            .where(OutboxAttempt.id == claim.attempt_id)
-            .values(outcome=SENT, finished_at=now)
-        )
-        connection.execute(
-            sa.update(OutboxMessage)
-            .where(OutboxMessage.id == claim.outbox_id, OutboxMessage.status != SENT)
-            .values(status=SENT, sent_at=now, lease_until=None, last_error=None, updated_at=now)
-        )
+        connection.execute(_ATTEMPT_SENT, values)
+        connection.execute(_ROW_SENT, values)
