@@ -76,3 +76,22 @@ def test_jobs_are_enqueued_once_after_redis_forgot_the_enqueue_script(make_app, 
     assert enqueue(queues, QueuedRow(row.id, row.kind, 1), settings) is False  # already there
     assert queue.job_ids == [f"outbox-{row.id}-1"]
     assert kinds_and_statuses(session) == [("welcome_email", "pending")]
+
+
+@pytest.mark.parametrize("kind", ["welcome_email", "dealer_webhook"])
+def test_a_job_hash_is_the_one_rq_makes_for_the_row(redis, kind):
+    """enqueue_many writes rq's own job hash for a sample row with the row's call, description
+    and time: the same fields and values rq writes for the row itself (but for the time)."""
+    from leadsvc.jobs.queue import _rq_job_args, job_hash, queue_name
+
+    [queue] = [q for q in outbound_queues(redis, 7) if q.name == queue_name(kind)]
+    row = QueuedRow(8123, kind, 3)
+    ours = job_hash(queue, row, 7, (1, 5))
+    theirs = _rq_job_args(queue, row, 7, (1, 5))
+    stamps = {"created_at", "enqueued_at"}
+
+    def pairs(fields):
+        return [(k, v) for k, v in zip(fields[::2], fields[1::2], strict=True) if k not in stamps]
+
+    assert pairs(ours) == pairs(theirs)
+    assert set(ours[::2]) >= stamps | {"data", "description", "origin", "timeout", "status"}
