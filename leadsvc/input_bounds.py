@@ -76,6 +76,11 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
+#: JSON nested deeper than Python's recursion limit makes the parser raise RecursionError; a body
+#: with fewer opening brackets than this cannot get anywhere near it, and is not parsed here.
+_NESTING_WORTH_CHECKING = 200
+
+
 def _body_problem() -> str | None:
     """Why the body cannot be read as UTF-8 JSON or form data, or None (reads at most the cap)."""
     if request.is_json:
@@ -84,6 +89,8 @@ def _body_problem() -> str | None:
             return None
         if not _utf8(data):
             return NOT_UTF8_MESSAGE
+        if data.count(b"[") + data.count(b"{") < _NESTING_WORTH_CHECKING:
+            return None  # too few brackets to nest deep enough to matter: no second parse
         try:
             json.loads(data)
         except RecursionError:
