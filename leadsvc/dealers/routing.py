@@ -7,6 +7,7 @@ process reaches every web worker without a restart. No geocoding, numpy or panda
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -22,6 +23,7 @@ from leadsvc.geo.directory import ZipDirectory, zip_directory
 
 #: How often a process checks for a newer routing version, in seconds.
 REFRESH_SECONDS = 2.0
+log = logging.getLogger(__name__)
 _NO_DEALER = 0
 _REASONS = ("nearest", "territory")
 
@@ -132,9 +134,19 @@ def routing_table(app: Flask | None = None, *, force_check: bool = False) -> Rou
         if not force_check and cache.fresh():
             return cache.table
         directory = zip_directory(app)
-        with db.sessionmaker(app)() as session:
-            latest = session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0
-            if cache.table is None or cache.table.version != latest:
-                cache.table = RoutingTable.from_database(session, directory)
+        try:
+            with db.sessionmaker(app)() as session:
+                latest = session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0
+                if cache.table is None or cache.table.version != latest:
+                    cache.table = RoutingTable.from_database(session, directory)
+        except sa.exc.DBAPIError as error:
+            if cache.table is None:
+                raise
+            # The table in memory still routes; the next request checks again. (A pooled
+            # connection PostgreSQL closed in a restart fails here first: the signup that
+            # follows must not be refused for it.)
+            log.warning("routing table not re-checked (%s): version %d kept",
+                        type(error.orig).__name__, cache.table.version)  # fmt: skip
+            return cache.table
         cache.checked_at = time.monotonic()
         return cache.table

@@ -101,3 +101,34 @@ def test_repeat_signup_without_attribution_keeps_the_earlier_one(client, session
         "https://www.miniusa.com/",
         ["Countryman"],
     )
+
+
+def test_a_failed_version_check_keeps_routing_with_the_table_in_memory(
+    app, session, dealer_ids, monkeypatch, caplog
+):
+    """A restart of PostgreSQL leaves dead pooled connections; the first to be used may be the
+    routing table's version check. The table in memory keeps routing; no signup is refused."""
+    from leadsvc.extensions import db
+
+    with app.app_context():
+        table = routing.routing_table(app, force_check=True)
+
+    class DeadSession:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def scalar(self, *args, **kwargs):
+            raise sa.exc.OperationalError("SELECT max(version)", {}, Exception("server closed"))
+
+    monkeypatch.setattr(db, "sessionmaker", lambda app=None: lambda: DeadSession())
+    with app.app_context():
+        assert routing.routing_table(app, force_check=True) is table
+        assert table.route_for_zip("90210").dealer_id == dealer_ids["LA1"]
+    assert "routing table not re-checked (Exception): version 1 kept" in caplog.text
+    routing_cache = app.extensions["leadsvc.routing"]
+    routing_cache.table = None  # nothing in memory yet: nothing to route with, so it fails
+    with app.app_context(), pytest.raises(sa.exc.OperationalError):
+        routing.routing_table(app, force_check=True)
