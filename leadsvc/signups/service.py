@@ -166,7 +166,10 @@ def capture_signup(
 
 def _retried(session: Session, write: Callable[[], int | None]) -> int | None:
     """`write()`, once more on a new connection if the first failed on a pooled connection
-    PostgreSQL had closed (a restart, a failover): nothing was written then, so it is safe."""
+    PostgreSQL had closed (a restart, a failover). Such a failure comes at the connection's first
+    use, before anything is written; should a one-statement write have committed just before its
+    connection broke, the retry finds the address known and stores a repeat signup, which sends
+    nothing twice."""
     for retry in (False, True):
         try:
             return write()
@@ -178,8 +181,8 @@ def _retried(session: Session, write: Callable[[], int | None]) -> int | None:
     raise AssertionError("unreachable")
 
 
-def _lead_values(signup: Signup, routes: RoutingTable, route, status: str, text_version: int,
-                 now) -> dict[str, Any]:  # fmt: skip
+def _lead_values(signup: Signup, routes: RoutingTable, route, status: str,
+                 text_version: int) -> dict[str, Any]:  # fmt: skip
     return {
         "email": signup.email.normalized,
         "email_key": signup.email.key,
@@ -211,7 +214,7 @@ def _write_new_lead(
     session.rollback()  # the text lookup's transaction, if it opened one, ends here
     status = status_after_signup(None, double_opt_in)
     now = utcnow()
-    values = _lead_values(signup, routes, route, status, text_version, now)
+    values = _lead_values(signup, routes, route, status, text_version)
     values["text_version"] = values.pop("consent_text_version")
     event = {"subject": signup.email.normalized, "event_type": "given",
              "text_version": text_version, "occurred_at": now, "ip": context.ip,
@@ -241,7 +244,7 @@ def _write_signup(session: Session, signup: Signup, context: ConsentContext,
     text_version = _consent_text_version(session, signup.consent_text_version)
     now = utcnow()
     values = _lead_values(signup, routes, route, status_after_signup(None, double_opt_in),
-                          text_version, now)  # fmt: skip
+                          text_version)  # fmt: skip
     stored = _upsert_lead(session, {**values, "signup_count": 1, "created_at": now,
                                     "updated_at": now})  # fmt: skip
     lead_id = stored.id
