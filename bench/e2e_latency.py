@@ -43,13 +43,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
     WEB_PORT,
-    drop_postgres,
     gunicorn,
     rss_mb,
     scratch_postgres,
     service_env,
     start_redis,
-    stop,
+    tear_down,
 )
 
 RECEIVER_PORT = int(os.environ.get("BENCH_RECEIVER_PORT", "8791"))
@@ -196,11 +195,7 @@ def main() -> None:
                     "SELECT status, count(*) FROM outbox GROUP BY status")).all())  # fmt: skip
             engine.dispose()
         finally:
-            for process in reversed(processes):
-                stop(process)
-            redis.terminate()
-            redis.wait(timeout=10)
-            drop_postgres(args.postgres, pg_url)
+            tear_down(processes, redis, args.postgres, pg_url)
             receiver.shutdown()
 
     with receiver.lock:

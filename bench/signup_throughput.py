@@ -153,6 +153,17 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def tear_down(processes: list[subprocess.Popen], redis: subprocess.Popen, postgres: str,
+              scratch_url: str) -> None:
+    """Stop what a benchmark started: its processes (last started first), its private Redis, and
+    its scratch database on the server of `postgres`."""
+    for process in reversed(processes):
+        stop(process)
+    redis.terminate()
+    redis.wait(timeout=10)
+    drop_postgres(postgres, scratch_url)
+
+
 def wrk(script: Path, seconds: int, connections: int, prefix: str) -> dict:
     result = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",

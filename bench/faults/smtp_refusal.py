@@ -39,12 +39,11 @@ from counting import OPEN_ROWS, SMTP_PORT  # noqa: E402
 from signup_throughput import (  # noqa: E402
     REDIS_PORT,
     WEB_PORT,
-    drop_postgres,
     gunicorn,
     scratch_postgres,
     service_env,
     start_redis,
-    stop,
+    tear_down,
 )
 
 
@@ -137,11 +136,7 @@ def main() -> None:
                     "GROUP BY kind, status ORDER BY kind, status")).all()  # fmt: skip
             engine.dispose()
         finally:
-            for process in reversed(processes):
-                stop(process)
-            redis.terminate()
-            redis.wait(timeout=10)
-            drop_postgres(args.postgres, pg_url)
+            tear_down(processes, redis, args.postgres, pg_url)
             controller.stop()
 
     with sink.lock:
