@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from leadsvc import edge, input_bounds, jobs, request_context
@@ -26,6 +27,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+class NoCookieSessions(SessionInterface):
+    """leadsvc keeps nothing in cookies (the form's token is a signed hidden field), so Flask's
+    cookie session is never opened: it cost every request a signing-key derivation. Writing to
+    `flask.session` fails loudly instead of setting a cookie."""
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        return None
+
+
 def configure(app: Flask, settings: Settings) -> None:
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -39,6 +52,7 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_JSON_PATH="openapi.json",
         METRICS_TOKEN=settings.metrics_token,
     )
+    app.session_interface = NoCookieSessions()
     configure_logging(settings.log_level, settings.secret_key)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(

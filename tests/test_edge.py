@@ -511,3 +511,16 @@ def test_json_replies_are_nosniff_and_keep_the_referrer_policy(client):
         assert response.mimetype == "application/json"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def test_no_cookie_session_is_kept_and_writing_one_fails_loudly(app, client):
+    """leadsvc sets no cookies: Flask's cookie session is never opened, and code that tried to
+    write one would fail instead of quietly sending a cookie."""
+    import flask
+
+    page = client.get("/")
+    signup = client.post("/api/v1/signups", json=valid_signup())
+    assert page.status_code == 200 and signup.status_code == 202
+    assert "Set-Cookie" not in page.headers and "Set-Cookie" not in signup.headers
+    with app.test_request_context("/"), pytest.raises(RuntimeError):
+        flask.session["x"] = 1
