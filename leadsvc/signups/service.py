@@ -226,9 +226,7 @@ def _write_new_lead(
     lead = NewLead(**values, now=now, ip=context.ip, user_agent=context.user_agent,
                    source_url=context.source_url, request_id=context.request_id,
                    digest_head=head, digest_tail=tail, kinds=kinds)  # fmt: skip
-    engine = session.get_bind()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        written = insert_new_lead(connection, lead)
+    written = insert_new_lead(session.get_bind(), lead)
     if written is None:
         return None
     lead_id, rows = written

@@ -5,13 +5,13 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.chain import digest_around_lead_id, digest_of, event_digest, subject_key
 from leadsvc.consent.models import ConsentEvent
 from leadsvc.dealers import routing
-from leadsvc.extensions import db
 from leadsvc.signups.models import Lead
 from tests.factories import valid_signup
 from tests.jobs.support import add_dealer, kinds_and_statuses
@@ -24,19 +24,19 @@ def routes_reload_at_once(monkeypatch):
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
 
 
-def statements_of(app, action) -> list[str]:
-    """The SQL statements `action()` sends through the app's engine."""
+def statements_of(monkeypatch, action) -> list[str]:
+    """The SQL statements `action()` sends to PostgreSQL (through SQLAlchemy or straight to the
+    driver: every statement goes through psycopg's cursor)."""
     sent: list[str] = []
+    execute = psycopg.Cursor.execute
 
-    def note(conn, cursor, statement, parameters, context, executemany):
-        sent.append(" ".join(statement.split())[:60])
+    def note(cursor, query, *args, **kwargs):
+        sent.append(" ".join(str(query).split())[:60])
+        return execute(cursor, query, *args, **kwargs)
 
-    engine = db.engine(app)
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(psycopg.Cursor, "execute", note)
         action()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
     return sent
 
 
@@ -62,9 +62,10 @@ def test_a_new_address_is_one_statement_and_a_known_one_the_transaction(
     add_dealer(session, code="NY1", zip5="10019", webhook_url="https://dealer.example/hook")
     client.post("/api/v1/signups", json=valid_signup(email="warm@example.com"))  # caches warm
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 60.0)  # the routing table is not re-checked
-    new = statements_of(app, lambda: client.post("/api/v1/signups", json=valid_signup()))
+    new = statements_of(monkeypatch, lambda: client.post("/api/v1/signups", json=valid_signup()))
     assert len(new) == 1 and new[0].startswith("WITH lead AS ( INSERT INTO leads")
-    known = statements_of(app, lambda: client.post("/api/v1/signups", json=valid_signup()))
+    known = statements_of(monkeypatch, lambda: client.post("/api/v1/signups",
+                                                           json=valid_signup()))
     assert new[0] in known and len(known) > 2  # tried first, then the upsert and what follows
     session.expire_all()
     lead = session.scalars(sa.select(Lead).where(Lead.email_key == "jane.doe@example.com")).one()
