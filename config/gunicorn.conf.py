@@ -16,7 +16,8 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leads
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# gthread that accepts a connection only with a free thread (see the module).
+worker_class = "leadsvc.ops.web_worker.BalancedThreadWorker"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
