@@ -27,6 +27,21 @@ accesslog = None  # request logging is the app's (no personal data in it)
 preload_app = True
 
 
+def when_ready(server):
+    """Load the ZIP directory and routing table in the master, before the first fork: workers
+    start with them (and share their pages) instead of loading them on their first signup."""
+    import wsgi
+    from leadsvc.dealers.routing import preload_routing
+
+    try:
+        table = preload_routing(wsgi.app)
+    except Exception as error:  # the workers load them on first use, as without this hook
+        server.log.warning("routing table not preloaded (%s)", type(error).__name__)
+        return
+    server.log.info("routing table preloaded: %d ZIP codes routed, version %d", len(table),
+                    table.version)  # fmt: skip
+
+
 def pre_fork(server, worker):
     """Move everything the preloaded app made into the permanent generation: the cyclic garbage
     collector stops re-scanning it (a full collection of the loaded app stalled every thread of

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, wait_until
 from tests.factories import valid_signup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,7 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
     env = clean_env(DATABASE_URL=postgres_url, SECRET_KEY=TEST_SECRET_KEY,
                     INSTANCE_PATH=str(tmp_path),
                     PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2")  # fmt: skip
+    scans_before = routing_table_loads(postgres_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "wsgi:app"],
         cwd=ROOT,
@@ -135,6 +136,10 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
     )
     try:
         wait_until_serving(process, f"http://127.0.0.1:{port}/")
+        # The master loaded the routing table before forking (its connection is closed, so its
+        # statistics are in); the workers serve signups from that copy and never load it.
+        wait_until(lambda: routing_table_loads(postgres_url) > scans_before, 10,
+                   "the master to load the routing table")  # fmt: skip
         for n in range(4):
             status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups",
                                      valid_signup(email=f"person{n}@example.com"))  # fmt: skip
@@ -144,10 +149,31 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
             metrics = reply.read().decode()
         assert 'leadsvc_signups_total{outcome="accepted"} 4.0' in metrics
     finally:
-        stop(process)
+        output = stop_and_read(process)
+    assert "routing table preloaded" in output
     import sqlalchemy as sa
 
     engine = sa.create_engine(postgres_url)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM leads")).scalar_one() == 4
     engine.dispose()
+    time.sleep(0.5)  # the workers' connections closed as they stopped; their statistics with them
+    assert routing_table_loads(postgres_url) == scans_before + 1
+
+
+def routing_table_loads(url: str) -> int:
+    """How often the `zip_routes` table was read in full (loading the routing table does)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        scans = connection.execute(
+            sa.text("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'zip_routes'")
+        ).scalar_one()
+    engine.dispose()
+    return scans
+
+
+def stop_and_read(process: subprocess.Popen) -> str:
+    stop(process)
+    return process.stdout.read()

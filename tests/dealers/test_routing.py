@@ -127,3 +127,14 @@ def test_demo_directory_routes_new_york_to_the_new_york_demo_dealer(session):
     assert table.route_for_zip("10001").dealer_code == "DEMONYC"
     assert table.route_for_zip("94103").dealer_code == "DEMOSFO"
     assert all("(demo)" in d for d in session.scalars(sa.text("SELECT name FROM dealers")))
+
+
+def test_preloading_keeps_the_table_and_no_connection(app, session, dealers):
+    """What gunicorn's master runs before forking: the table is loaded and stays the app's; the
+    connection used is closed, not kept in the master's pool."""
+    from leadsvc.extensions import db
+
+    table = routing.preload_routing(app)
+    assert table.route_for_zip("10001").dealer_code == "NY1"
+    assert routing.routing_table(app) is table
+    assert db.engine(app).pool.checkedin() == 0
