@@ -19,7 +19,7 @@ from flask import Flask
 
 from leadsvc.extensions import db
 from leadsvc.jobs.outbox import NEW_ROWS_KEY, QueuedRow
-from leadsvc.jobs.queue import enqueue_many, outbound_queues, request_redis
+from leadsvc.jobs.queue import ThreadConnection, enqueue_many, outbound_queues, request_redis
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ class RqDispatcher:
 
     def __init__(self, settings):
         self.settings = settings
-        self.queues = outbound_queues(request_redis(settings.redis_url), settings.job_timeout)
+        client = request_redis(settings.redis_url)
+        self.queues = outbound_queues(client, settings.job_timeout)
+        self.connection = ThreadConnection(client)
         self._skip_until = 0.0
         self._lock = threading.Lock()
 
@@ -42,7 +44,7 @@ class RqDispatcher:
             log.info("redis recently unavailable: %d outbox rows left for the relay", len(rows))
             return
         try:
-            enqueue_many(self.queues, rows, self.settings)
+            enqueue_many(self.queues, rows, self.settings, self.connection)
         except redis.exceptions.RedisError as error:
             with self._lock:
                 self._skip_until = time.monotonic() + REDIS_BACKOFF_SECONDS

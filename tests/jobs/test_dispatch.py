@@ -95,3 +95,58 @@ def test_a_job_hash_is_the_one_rq_makes_for_the_row(redis, kind):
 
     assert pairs(ours) == pairs(theirs)
     assert set(ours[::2]) >= stamps | {"data", "description", "origin", "timeout", "status"}
+
+
+def thread_link(app):
+    """The request path's Redis connection of this thread (the test client runs requests here)."""
+    from leadsvc.jobs.dispatch import DISPATCHER_KEY
+
+    return app.extensions[DISPATCHER_KEY].connection.local.connection
+
+
+def test_each_thread_keeps_one_connection_and_replaces_one_redis_closed(
+    make_app, session, redis, redis_url, caplog
+):
+    """The request path's connection is the thread's own, used signup after signup; one the server
+    closed (here CLIENT KILL; a Redis restart alike) is noticed before use and opened again, and
+    the signup's jobs go in without a warning."""
+    app = make_app(redis_url=redis_url, **FAST)
+    client = app.test_client()
+    queue = Queue(EMAIL_QUEUE, connection=redis)
+    assert client.post("/api/v1/signups", json=valid_signup()).status_code == 202
+    link = thread_link(app)
+    port = link._sock.getsockname()[1]
+    second = valid_signup(email="second@example.com")
+    assert client.post("/api/v1/signups", json=second).status_code == 202
+    assert thread_link(app) is link and link._sock.getsockname()[1] == port  # reused
+    assert redis.client_kill_filter(_type="normal", skipme=True) >= 1
+    third = valid_signup(email="third@example.com")
+    assert client.post("/api/v1/signups", json=third).status_code == 202
+    assert link._sock.getsockname()[1] != port  # a new connection
+    assert queue.job_ids == [f"outbox-{row.id}-1" for row in outbox(session)]
+    assert len(queue.job_ids) == 3
+    assert not [r for r in caplog.records if r.name == "leadsvc.jobs.dispatch"]
+
+
+def test_an_error_reply_is_raised_and_the_connection_stays_in_step(make_app, redis, redis_url):
+    """An error for one job of a pipeline is raised after every reply is read, so the next
+    exchange on the same connection reads its own replies (here: a repeat is seen as one)."""
+    from redis.exceptions import ResponseError
+
+    from leadsvc.jobs.dispatch import DISPATCHER_KEY
+    from leadsvc.jobs.queue import WEBHOOK_QUEUE, enqueue_many
+
+    app = make_app(redis_url=redis_url, **FAST)
+    dispatcher = app.extensions[DISPATCHER_KEY]
+    settings = app.config["LEADSVC_SETTINGS"]
+    email_key = Queue(EMAIL_QUEUE, connection=redis).key
+    redis.set(email_key, "not a list")  # the email job's RPUSH fails inside the script
+    email, webhook = QueuedRow(901, "welcome_email", 1), QueuedRow(902, "dealer_webhook", 1)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        enqueue_many(dispatcher.queues, [email, webhook], settings, dispatcher.connection)
+    link = thread_link(app)
+    port = link._sock.getsockname()[1]
+    redis.delete(email_key)
+    assert enqueue_many(dispatcher.queues, [webhook], settings, dispatcher.connection) == [False]
+    assert link._sock.getsockname()[1] == port  # the same connection, still in step
+    assert Queue(WEBHOOK_QUEUE, connection=redis).job_ids == ["outbox-902-1"]
