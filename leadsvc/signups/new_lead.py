@@ -107,21 +107,32 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     own transaction); returns the lead id and the outbox rows, or None (nothing written) if a lead
     with this address exists.
 
-    The statement goes straight to the driver on a pooled connection: SQLAlchemy's execution
-    context and result wrapping cost more Python time than the round trip. If the driver raises,
-    the statement is run once more through SQLAlchemy on the same connection, which reports the
-    error as everywhere else (a lost connection invalidates the pool: `connection_invalidated`);
-    a statement that failed wrote nothing, so running it again is safe.
+    The statement goes straight to the driver on a connection taken from the engine's pool and
+    switched to autocommit for it: SQLAlchemy's connection, execution context and result
+    wrapping cost more Python time than the round trip. If the driver raises, the statement is
+    run once more through SQLAlchemy, which reports the error as everywhere else (a lost
+    connection invalidates the pool: `connection_invalidated`); a statement that failed wrote
+    nothing, so running it again is safe.
     """
     params = {name: getattr(lead, name) for name in NewLead.__slots__}
     params["utm"] = None if lead.utm is None else Jsonb(lead.utm)
     params["interests"] = None if lead.interests is None else Jsonb(lead.interests)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        driver = connection.connection.driver_connection
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    try:
+        driver.autocommit = True
         try:
             rows = driver.execute(NEW_LEAD_SQL, params).fetchall()
-        except psycopg.Error:
+        finally:
+            driver.autocommit = False
+    except psycopg.Error:
+        if driver.broken:
+            pooled.invalidate()
+        pooled.close()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             rows = connection.exec_driver_sql(NEW_LEAD_SQL, params).all()
+    else:
+        pooled.close()
     if not rows:
         return None
     messages = [QueuedRow(outbox_id, kind, 1) for _, outbox_id, kind in rows if outbox_id]
