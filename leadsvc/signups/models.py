@@ -37,7 +37,8 @@ class Lead(Base):
     )
     signup_count: Mapped[int] = mapped_column(sa.Integer, default=1)
     #: Routing: the dealer that gets this lead (None: the unassigned pool), how far, and why.
-    dealer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dealers.id"), index=True)
+    #: `dealer_id` is indexed as the first column of ix_leads_dealer_feed.
+    dealer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dealers.id"))
     distance_km: Mapped[float | None] = mapped_column(sa.Float)
     #: territory | nearest | unassigned
     routing_reason: Mapped[str] = mapped_column(sa.String(16), default="unassigned")
