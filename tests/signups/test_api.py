@@ -753,3 +753,25 @@ def test_unexpected_failure_answers_500_without_details(client, session, monkeyp
     for leak in ("boom", "Traceback", "RuntimeError", "jane@example.com"):
         assert leak not in text
     assert stored_counts(session) == (0, 0)
+
+
+def test_the_control_character_pattern_is_exactly_the_refused_categories():
+    """Form text refuses Unicode's controls (Cc), line and paragraph separators (Zl, Zp),
+    surrogates (Cs) and the bidi controls: the one pattern the schema uses says so for every
+    code point, no more and no less."""
+    import sys
+    import unicodedata
+
+    from leadsvc.signups.schemas import has_control_characters
+
+    bidi = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    refused = [
+        code
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) in {"Cc", "Zl", "Zp", "Cs"} or chr(code) in bidi
+    ]
+    assert [code for code in range(sys.maxunicode + 1) if has_control_characters(chr(code))] == (
+        refused
+    )
+    assert len(refused) == 65 + 2 + 2048 + 9
+    assert not has_control_characters("Jane O'Brien-Øster 李")
