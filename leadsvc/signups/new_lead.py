@@ -117,23 +117,33 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     params = {name: getattr(lead, name) for name in NewLead.__slots__}
     params["utm"] = None if lead.utm is None else Jsonb(lead.utm)
     params["interests"] = None if lead.interests is None else Jsonb(lead.interests)
-    pooled = engine.raw_connection()
+    rows = _on_pooled_driver_connection(engine, params)
+    if rows is None:  # the driver raised: SQLAlchemy runs it again, and reports what fails
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            rows = connection.exec_driver_sql(NEW_LEAD_SQL, params).all()
+    if not rows:
+        return None
+    messages = [QueuedRow(outbox_id, kind, 1) for _, outbox_id, kind in rows if outbox_id]
+    return rows[0][0], messages
+
+
+def _on_pooled_driver_connection(engine: sa.Engine, params: dict) -> list | None:
+    """The statement's rows, run on a pooled psycopg connection in autocommit; None if psycopg
+    raised (no connection to be had, a dead one, or the statement failed: nothing written)."""
+    try:
+        pooled = engine.raw_connection()  # the pool does not wrap a failed connect: psycopg's
+    except psycopg.Error:
+        return None
     driver = pooled.driver_connection
     try:
         driver.autocommit = True
         try:
-            rows = driver.execute(NEW_LEAD_SQL, params).fetchall()
+            return driver.execute(NEW_LEAD_SQL, params).fetchall()
         finally:
             driver.autocommit = False
     except psycopg.Error:
         if driver.broken:
             pooled.invalidate()
-        pooled.close()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            rows = connection.exec_driver_sql(NEW_LEAD_SQL, params).all()
-    else:
-        pooled.close()
-    if not rows:
         return None
-    messages = [QueuedRow(outbox_id, kind, 1) for _, outbox_id, kind in rows if outbox_id]
-    return rows[0][0], messages
+    finally:
+        pooled.close()

@@ -737,6 +737,29 @@ def test_a_pooled_connection_closed_by_a_database_restart_does_not_fail_the_sign
         outside.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_database_gone_after_warm_up_answers_503_in_the_forms_words(app, client, database_url):
+    """The caches (routing table, consent text) are warm, so the new-lead statement is the first
+    to need the database; when no connection can be had, the reply is the form's 503, not a 500
+    (psycopg's own error, which the pool does not wrap, must not escape)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from leadsvc.db import create_db_engine
+
+    assert post(client, valid_signup(email="before@example.com")).status_code == 202
+    working = app.extensions[db.key]
+    gone = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")
+    app.extensions[db.key] = (gone, sessionmaker(gone, expire_on_commit=False))
+    try:
+        response = post(client, valid_signup(email="after@example.com"))
+    finally:
+        app.extensions[db.key] = working
+        gone.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["message"] == FAILURE_MESSAGE
+    assert "Retry-After" in response.headers
+
+
 def test_unexpected_failure_answers_500_without_details(client, session, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom jane@example.com")
