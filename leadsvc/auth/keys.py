@@ -85,7 +85,8 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
 
 
 def authenticate(session: Session, presented: str) -> Principal | None:
-    """The principal for a presented key, or None for an unknown, malformed or revoked one."""
+    """The principal for a presented key, or None for an unknown, malformed or revoked one, or a
+    dealer key whose dealer is deactivated (it works again if the dealer is reactivated)."""
     parts = presented.split("_")
     if len(parts) < 3 or parts[0] != "lsk" or len(presented) > 200:
         return None
@@ -93,7 +94,13 @@ def authenticate(session: Session, presented: str) -> Principal | None:
     row = session.execute(
         sa.select(
             ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.dealer_id, ApiKey.last_used_at
-        ).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        )
+        .outerjoin(Dealer, Dealer.id == ApiKey.dealer_id)
+        .where(
+            ApiKey.prefix == prefix,
+            ApiKey.revoked_at.is_(None),
+            sa.or_(ApiKey.dealer_id.is_(None), Dealer.active.is_(True)),
+        )
     ).one_or_none()
     # Compare even when no row matched, so timing does not tell a known prefix from an unknown.
     expected = row.key_hash if row else _hash("no such key")

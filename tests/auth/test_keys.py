@@ -201,3 +201,26 @@ def test_keys_are_compared_in_constant_time(monkeypatch, client, session, dealer
     # The comparison decides: with it failing, even the right key is refused.
     monkeypatch.setattr(auth_keys.hmac, "compare_digest", lambda a, b: False)
     assert client.get(FEED, headers=bearer(key)).status_code == 401
+
+
+def test_a_deactivated_dealers_key_is_refused_until_the_dealer_is_active_again(
+    client, session, dealers
+):
+    """Deactivating a dealer (closed, terminated) cuts off its API access at once, as revoking
+    its key would; other dealers' keys and admin keys are untouched."""
+    from leadsvc.dealers.directory import deactivate_dealer
+    from leadsvc.dealers.models import Dealer
+
+    ny_key = create_key(session, "dealer", "NY1")[1]
+    la_key = create_key(session, "dealer", "LA1")[1]
+    admin_key = create_key(session, "admin")[1]
+    assert client.get(FEED, headers=bearer(ny_key)).status_code == 200
+    deactivate_dealer(session, "NY1")
+    reply = client.get(FEED, headers=bearer(ny_key))
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="leadsvc"'
+    assert client.get(FEED, headers=bearer(la_key)).status_code == 200
+    assert client.get("/api/v1/admin/dealers", headers=bearer(admin_key)).status_code == 200
+    session.execute(sa.update(Dealer).where(Dealer.code == "NY1").values(active=True))
+    session.commit()
+    assert client.get(FEED, headers=bearer(ny_key)).status_code == 200
