@@ -86,7 +86,7 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
 
 def authenticate(session: Session, presented: str) -> Principal | None:
     """The principal for a presented key, or None for an unknown, malformed or revoked one, or a
-    dealer key whose dealer is deactivated (it works again if the dealer is reactivated)."""
+    dealer key whose dealer is inactive (checked at each call: the key itself is not revoked)."""
     parts = presented.split("_")
     if len(parts) < 3 or parts[0] != "lsk" or len(presented) > 200:
         return None

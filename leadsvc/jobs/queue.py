@@ -144,8 +144,8 @@ class ThreadConnection:
     """Each thread's own connection, outside redis-py's pool: the request path's.
 
     Under gunicorn's threads the pool's checkout and return (a lock, a readiness poll, its
-    observability counters) cost the signup more than the enqueue itself: measured at 8
-    connections, signups/s went from 900-980 to 1,050-1,200 without it. A connection found
+    observability counters) cost the signup more than the enqueue itself: at 8 connections,
+    signups/s rose by about 15% without it (single runs: 900-980 -> 960-1,080). A connection found
     readable before use (the server closed it, or stray bytes) is dropped and opened again, as
     the pool does.
     """

@@ -113,11 +113,12 @@ def test_admin_lists_and_upserts_dealers_and_assigns_territories(client, session
     assert client.get(f"{FEED}/{territory_lead}", headers=keys["LA1"]).get_json()[
         "routing_reason"] == "territory"  # fmt: skip
 
-    # Deactivation: inactive in the list, its unacknowledged leads moved to the next dealer.
+    # Deactivation: inactive in the list, its unacknowledged leads moved to the next dealer, its
+    # keys refused while it stays inactive.
     ny_lead = sign_up(client, session, "ny@example.com", "10019")
     reply = client.post(f"{DEALERS}/NY1/deactivate", headers=keys["admin"])
     assert reply.status_code == 200 and reply.get_json()["active"] is False
-    assert feed(client, keys["NY1"])[1] == []
+    assert client.get(FEED, headers=keys["NY1"]).status_code == 401
     session.expire_all()
     assert session.get(Lead, ny_lead).dealer_id == session.scalar(
         sa.select(Dealer.id).where(Dealer.code == "BOS1"))  # the next nearest  # fmt: skip
