@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from inspect import CO_COROUTINE
+from types import FunctionType, MethodType
+
 from flask import Flask
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -18,13 +21,32 @@ from leadsvc.signups.email_address import EmailChecker
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from `settings` (default: the environment)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app = LeadsvcFlask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
     return app
+
+
+class LeadsvcFlask(Flask):
+    """Flask, with `ensure_sync` answering plain functions and methods from their code flags.
+
+    Flask asks `ensure_sync` about every hook and view of every request (about 20 per signup),
+    and `inspect.iscoroutinefunction` unwraps and inspects each one anew; a plain `def` is
+    passed through as before, anything else (a coroutine, a partial, a callable object) goes to
+    Flask's own check."""
+
+    def ensure_sync(self, func):
+        plain = func.__func__ if type(func) is MethodType else func
+        if (
+            type(plain) is FunctionType
+            and not plain.__code__.co_flags & CO_COROUTINE
+            and not hasattr(plain, "_is_coroutine_marker")  # inspect.markcoroutinefunction
+        ):
+            return func
+        return super().ensure_sync(func)
 
 
 class NoCookieSessions(SessionInterface):
