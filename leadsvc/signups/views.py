@@ -5,6 +5,7 @@ Views parse, call `capture_signup`, and shape the reply; nothing else.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint as PageBlueprint
@@ -51,11 +52,15 @@ log = logging.getLogger(__name__)
 SIGNUP_SCHEMA = SignupSchema()
 
 
-def _reply(result: SignupResult) -> dict:
-    reply = {"status": "received", "message": RECEIVED}
-    if result.suggestion:
-        reply["suggestion"] = result.suggestion
-    return reply
+#: The reply to most signups (no suggestion), serialized once by its schema.
+RECEIVED_JSON = json.dumps(SignupReplySchema().dump({"status": "received", "message": RECEIVED}))
+
+
+def _reply(result: SignupResult | None):
+    """The reply: a suggestion goes through the schema; the usual reply is sent as made once."""
+    if result is not None and result.suggestion:
+        return {"status": "received", "message": RECEIVED, "suggestion": result.suggestion}
+    return current_app.response_class(RECEIVED_JSON, status=202, mimetype="application/json")
 
 
 @api_blp.before_request
@@ -105,7 +110,7 @@ class Signups(MethodView):
     def post(self, data):
         """Sign a person up for the newsletter (same reply for new and known addresses)"""
         if _bot(data, token_required=False):
-            return {"status": "received", "message": RECEIVED}
+            return _reply(None)
         signup = Signup.from_loaded(data)
         result = capture_signup(db.session, signup, consent_context(signup.source), routing_table())
         return _reply(result)
