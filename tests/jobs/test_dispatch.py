@@ -4,6 +4,7 @@ second once), and a Redis that lost rq's enqueue script gets it again."""
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 from rq import Queue
@@ -95,6 +96,36 @@ def test_a_job_hash_is_the_one_rq_makes_for_the_row(redis, kind):
 
     assert pairs(ours) == pairs(theirs)
     assert set(ours[::2]) >= stamps | {"data", "description", "origin", "timeout", "status"}
+
+
+@pytest.mark.parametrize("kind", ["welcome_email", "dealer_webhook"])
+@pytest.mark.parametrize("outbox_id", [1, 8123, 2**40 + 7])
+def test_a_packed_enqueue_is_what_hiredis_packs_for_the_job(redis, kind, outbox_id):
+    """The enqueue command, packed from a template made once, is byte for byte the one hiredis
+    packs from the whole argument list (rq's script by SHA, the job's keys, its job hash)."""
+    import hiredis
+
+    from leadsvc.jobs.queue import _enqueue_args, job_hash, packed_enqueue, queue_name
+
+    [queue] = [q for q in outbound_queues(redis, 7) if q.name == queue_name(kind)]
+    row = QueuedRow(outbox_id, kind, 2)
+    stamp = "2026-11-24T12:00:00.000001Z"
+    args = _enqueue_args(queue, "f" * 40, queue.job_class.key_for(row.job_id), row.job_id,
+                         job_hash(queue, row, 7, (1, 5), stamp))  # fmt: skip
+    assert packed_enqueue(queue, row, 7, (1, 5), "f" * 40, stamp) == hiredis.pack_command(args)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2026, 11, 24, 12, 0, 0, 0, tzinfo=UTC), datetime(1999, 1, 2, 3, 4, 5, 67, tzinfo=UTC),
+     datetime(2030, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)],
+)  # fmt: skip
+def test_job_timestamps_are_written_as_rq_writes_them(moment):
+    from rq.utils import utcformat
+
+    from leadsvc.jobs.queue import timestamp
+
+    assert timestamp(moment) == utcformat(moment)
 
 
 def thread_link(app):
