@@ -16,6 +16,8 @@ status by `status_after_signup`, the outbox rows by `new_lead_kinds`, the event 
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,17 +109,18 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     own transaction); returns the lead id and the outbox rows, or None (nothing written) if a lead
     with this address exists.
 
-    The statement goes straight to the driver on a connection taken from the engine's pool and
-    switched to autocommit for it: SQLAlchemy's connection, execution context and result
-    wrapping cost more Python time than the round trip. If the driver raises, the statement is
-    run once more through SQLAlchemy, which reports the error as everywhere else (a lost
-    connection invalidates the pool: `connection_invalidated`); a statement that failed wrote
-    nothing, so running it again is safe.
+    The statement goes straight to the driver, on a pooled connection this thread keeps checked
+    out in autocommit (`_held_connection`): SQLAlchemy's connection, execution context and result
+    wrapping, and a pool checkout and return per signup, cost more Python time than the round
+    trip. If the driver raises, the statement is run once more through SQLAlchemy, which reports
+    the error as everywhere else (a lost connection invalidates the pool:
+    `connection_invalidated`); a statement that failed wrote nothing, so running it again is
+    safe.
     """
     params = {name: getattr(lead, name) for name in NewLead.__slots__}
     params["utm"] = None if lead.utm is None else Jsonb(lead.utm)
     params["interests"] = None if lead.interests is None else Jsonb(lead.interests)
-    rows = _on_pooled_driver_connection(engine, params)
+    rows = _on_held_connection(engine, params)
     if rows is None:  # the driver raised: SQLAlchemy runs it again, and reports what fails
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             rows = connection.exec_driver_sql(NEW_LEAD_SQL, params).all()
@@ -127,23 +130,76 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     return rows[0][0], messages
 
 
-def _on_pooled_driver_connection(engine: sa.Engine, params: dict) -> list | None:
-    """The statement's rows, run on a pooled psycopg connection in autocommit; None if psycopg
-    raised (no connection to be had, a dead one, or the statement failed: nothing written)."""
-    try:
-        pooled = engine.raw_connection()  # the pool does not wrap a failed connect: psycopg's
-    except psycopg.Error:
-        return None
-    driver = pooled.driver_connection
-    try:
-        driver.autocommit = True
+class _Held(threading.local):
+    """This thread's connection for the statement: a pooled connection it keeps checked out, in
+    autocommit, from one signup to the next; the pool it came from, and the process."""
+
+    connection = None
+    pool = None
+    pid = None
+
+
+_held = _Held()
+#: Connections a forked child found held by its parent's thread: never used or closed here (a
+#: close would end the parent's session on the shared socket), and kept from being collected.
+_inherited: list = []
+
+
+def _held_connection(engine: sa.Engine):
+    """The pooled connection this thread keeps for `engine`, in autocommit.
+
+    A thread holds at most one: one for another engine, or for this engine's pool before
+    `engine.dispose()` replaced it, is closed first. Each gunicorn thread thus keeps
+    one of the engine's connections (pool_size 5 plus 5 overflow, against 4 threads); other
+    statements share the rest. Raises psycopg's error if no connection can be had (the pool does
+    not wrap a failed connect).
+    """
+    held = _held
+    if held.connection is not None and held.pid != os.getpid():
+        _inherited.append(held.connection)
+        held.connection = None
+    if held.connection is not None and held.pool is not engine.pool:
+        _close(held)  # its pool was disposed, or belongs to another engine: keep nothing open
+    if held.connection is None:
+        pooled = engine.raw_connection()
         try:
-            return driver.execute(NEW_LEAD_SQL, params).fetchall()
-        finally:
-            driver.autocommit = False
-    except psycopg.Error:
-        if driver.broken:
+            pooled.driver_connection.autocommit = True
+        except psycopg.Error:
             pooled.invalidate()
+            pooled.close()
+            raise
+        held.connection, held.pool, held.pid = pooled, engine.pool, os.getpid()
+    return held.connection
+
+
+def _give_back(held: _Held) -> None:
+    pooled, held.connection = held.connection, None
+    try:
+        pooled.driver_connection.autocommit = False
+    except psycopg.Error:
+        pooled.invalidate()
+    pooled.close()
+
+
+def _close(held: _Held) -> None:
+    pooled, held.connection = held.connection, None
+    pooled.invalidate()  # closes the driver's connection; the pool forgets it
+    pooled.close()
+
+
+def _on_held_connection(engine: sa.Engine, params: dict) -> list | None:
+    """The statement's rows, run on this thread's held connection; None if psycopg raised (no
+    connection to be had, a dead one, or the statement failed: nothing written). A connection
+    that raised is not kept: a broken one is invalidated, any other goes back to the pool."""
+    try:
+        pooled = _held_connection(engine)
+    except psycopg.Error:
         return None
-    finally:
-        pooled.close()
+    try:
+        return pooled.driver_connection.execute(NEW_LEAD_SQL, params).fetchall()
+    except psycopg.Error:
+        if pooled.driver_connection.broken:
+            _close(_held)
+        else:
+            _give_back(_held)
+        return None

@@ -3,6 +3,7 @@ SQLite, in the general transaction. Both must store the same thing."""
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -74,6 +75,43 @@ def test_a_new_address_is_one_statement_and_a_known_one_the_transaction(
         sa.select(ConsentEvent).where(ConsentEvent.lead_id == lead.id).order_by(ConsentEvent.id)
     ).all()
     assert [event.event_type for event in events] == ["given", "given"]
+
+
+def backend_pids(session) -> set[int]:
+    return set(session.scalars(sa.text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leadsvc' AND pid <> pg_backend_pid()"
+    )))  # fmt: skip
+
+
+@on_postgresql
+def test_a_thread_keeps_one_connection_for_new_leads_and_gives_it_back_on_dispose(
+    app, client, session
+):
+    """New leads from one thread go over one connection it keeps checked out from the pool (no
+    checkout and return per signup); `engine.dispose()` (gunicorn's post_fork, a new pool) makes
+    the thread leave it and take one from the new pool."""
+    from leadsvc.extensions import db
+    from leadsvc.signups.new_lead import _held
+
+    engine = db.engine(app)
+    client.post("/api/v1/signups", json=valid_signup(email="warm@example.com"))
+    first = _held.connection.driver_connection.info.backend_pid
+    for n in range(3):
+        reply = client.post("/api/v1/signups", json=valid_signup(email=f"p{n}@example.com"))
+        assert reply.status_code == 202
+        assert _held.connection.driver_connection.info.backend_pid == first
+    assert engine.pool.checkedout() == 1
+    engine.dispose()
+    reply = client.post("/api/v1/signups", json=valid_signup(email="after@example.com"))
+    assert reply.status_code == 202
+    second = _held.connection.driver_connection.info.backend_pid
+    assert second != first and _held.pool is engine.pool and engine.pool.checkedout() == 1
+    deadline = time.monotonic() + 5
+    while first in backend_pids(session) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server ends a closed connection's backend on its own time
+    assert first not in backend_pids(session)  # closed, not left open in the old pool
+    assert session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 5
 
 
 @on_postgresql
