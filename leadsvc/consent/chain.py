@@ -15,6 +15,7 @@ the first event or seal that does not match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -38,13 +39,17 @@ SEAL_BATCH = 50_000
 
 def subject_key(secret_key: str | None = None) -> bytes:
     """The key of subject hashes, derived from SECRET_KEY (rotating it needs a re-key step)."""
-    secret = secret_key or current_app.config["SECRET_KEY"]
+    return _derived_subject_key(secret_key or current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=8)
+def _derived_subject_key(secret: str) -> bytes:
     return hashlib.sha256(b"leadsvc.consent.subject:" + secret.encode()).digest()
 
 
 def subject_hash(email: str, key: bytes) -> str:
     """The keyed hash of a person's address (compared without regard to letter case)."""
-    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, email.strip().lower().encode(), "sha256").hex()
 
 
 def hashed_subject(subject: str, key: bytes) -> str:

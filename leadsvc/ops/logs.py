@@ -77,6 +77,8 @@ class JsonFormatter(logging.Formatter):
 def request_line(method: str, route: str, status: int, seconds: float) -> None:
     """The request's own log line (probes at DEBUG: they come every few seconds)."""
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+    if not _requests.isEnabledFor(level):
+        return
     _requests.log(level, "%s %s %d", method, route, status, extra={
         "method": method, "route": route, "status": status,
         "duration_ms": round(seconds * 1000, 1),

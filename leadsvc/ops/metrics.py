@@ -13,6 +13,7 @@ answering, and the outbox and its attempts are their one shared record.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -48,7 +49,14 @@ log = logging.getLogger(__name__)
 
 def count_signup(outcome: str) -> None:
     """accepted, invalid, bot, rate_limited, unavailable."""
-    SIGNUPS.labels(outcome).inc()
+    _signup_counter(outcome).inc()
+
+
+# Each metric's child for a set of label values, looked up once: `labels()` validates the values
+# and takes the metric's lock on every call. Bounded, as a client chooses the method it sends.
+_signup_counter = functools.lru_cache(maxsize=64)(SIGNUPS.labels)
+_latency = functools.lru_cache(maxsize=256)(LATENCY.labels)
+_request_counter = functools.lru_cache(maxsize=1024)(REQUESTS.labels)
 
 
 def _start_timer() -> None:
@@ -60,8 +68,8 @@ def _observe(response):
     route = request.url_rule.rule if request.url_rule else "unmatched"
     seconds = time.perf_counter() - started if started is not None else 0.0
     if started is not None:
-        LATENCY.labels(route).observe(seconds)
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        _latency(route).observe(seconds)
+    _request_counter(route, request.method, str(response.status_code)).inc()
     request_line(request.method, route, response.status_code, seconds)
     return response
 

@@ -278,3 +278,16 @@ def test_purge_is_a_dry_run_unless_applied_and_keeps_consent(app, client, sessio
     assert session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 1
     assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 2
     assert session.scalar(sa.select(sa.func.count()).select_from(ConsentSeal)) == 0
+
+
+def test_subject_hashes_are_hmac_sha256_of_the_address_in_lower_case():
+    """The keyed hash every event's digest and every erasure rests on: HMAC-SHA256 under a key
+    derived from SECRET_KEY, of the address trimmed and lower-cased."""
+    import hashlib
+    import hmac
+
+    key = chain.subject_key("s" * 40)
+    assert key == hashlib.sha256(b"leadsvc.consent.subject:" + b"s" * 40).digest()
+    assert chain.subject_key("t" * 40) != key
+    expected = hmac.new(key, "zoë.o'brien@example.com".encode(), hashlib.sha256).hexdigest()
+    assert chain.subject_hash("  Zoë.O'Brien@Example.COM ", key) == expected
