@@ -90,19 +90,20 @@ _load_lock = threading.Lock()
 
 def zip_directory(app: Flask | None = None) -> ZipDirectory:
     """The app's ZIP directory, read from the database on first use and then kept in memory."""
+    directory = (app or current_app).extensions.get(_EXTENSION_KEY)
+    if directory is not None:
+        return directory
     from leadsvc.extensions import db
 
     app = app or current_app._get_current_object()
-    directory = app.extensions.get(_EXTENSION_KEY)
-    if directory is None:
-        with _load_lock:
-            directory = app.extensions.get(_EXTENSION_KEY)
-            if directory is None:
-                with db.sessionmaker(app)() as session:
-                    directory = ZipDirectory.from_database(session)
-                if len(directory) == 0:
-                    raise RuntimeError("the ZIP directory is empty: run `leadsvc db upgrade`")
-                app.extensions[_EXTENSION_KEY] = directory
+    with _load_lock:
+        directory = app.extensions.get(_EXTENSION_KEY)
+        if directory is None:
+            with db.sessionmaker(app)() as session:
+                directory = ZipDirectory.from_database(session)
+            if len(directory) == 0:
+                raise RuntimeError("the ZIP directory is empty: run `leadsvc db upgrade`")
+            app.extensions[_EXTENSION_KEY] = directory
     return directory
 
 
