@@ -77,10 +77,10 @@ def limit_signups(blueprint):
 
 
 def _security_headers(response):
-    settings = current_app.config["LEADSVC_SETTINGS"]
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     if response.mimetype == "text/html":
+        settings = current_app.config["LEADSVC_SETTINGS"]
         ancestors = " ".join(["'self'", *settings.site_origins])
         response.headers.setdefault(
             "Content-Security-Policy",

@@ -113,8 +113,10 @@ def _body_problem() -> str | None:
 def _refuse_a_cut_off_stream() -> None:
     """A body sent without Content-Length (chunked) over the cap: Werkzeug reads it up to the cap
     and stops without a word, so a form cut short could pass as a complete one. Refuse it."""
+    if request.content_length is not None:
+        return
     limit = request.max_content_length
-    if limit is None or request.content_length is not None:
+    if limit is None:
         return
     if "wsgi.input_terminated" not in request.environ:
         return  # Werkzeug gives such a request an empty body
@@ -123,9 +125,10 @@ def _refuse_a_cut_off_stream() -> None:
 
 
 def _check_body():
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+    method = request.method
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
         _refuse_a_cut_off_stream()
-    if request.method in ("POST", "PUT", "PATCH") and request.mimetype:
+    if method in ("POST", "PUT", "PATCH") and request.mimetype:
         problem = _body_problem()
         if problem is not None:
             from leadsvc.errors import error_reply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import secrets
 
 from flask import Flask, g, request
 
@@ -16,7 +16,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def _assign_request_id() -> None:
     offered = request.headers.get("X-Request-ID", "")
-    g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+    g.request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(16)
 
 
 def _echo_request_id(response):

@@ -135,6 +135,7 @@ class _Held(threading.local):
     autocommit, from one signup to the next; the pool it came from, and the process."""
 
     connection = None
+    cursor = None
     pool = None
     pid = None
 
@@ -169,6 +170,7 @@ def _held_connection(engine: sa.Engine):
             pooled.close()
             raise
         held.connection, held.pool, held.pid = pooled, engine.pool, os.getpid()
+        held.cursor = pooled.driver_connection.cursor()  # reused: one per statement cost ~5 us
     return held.connection
 
 
@@ -196,7 +198,7 @@ def _on_held_connection(engine: sa.Engine, params: dict) -> list | None:
     except psycopg.Error:
         return None
     try:
-        return pooled.driver_connection.execute(NEW_LEAD_SQL, params).fetchall()
+        return _held.cursor.execute(NEW_LEAD_SQL, params).fetchall()
     except psycopg.Error:
         if pooled.driver_connection.broken:
             _close(_held)
