@@ -122,14 +122,14 @@ _EXTENSION_KEY = "leadsvc.routing"
 
 def routing_table(app: Flask | None = None, *, force_check: bool = False) -> RoutingTable:
     """The app's routing table, current to within `REFRESH_SECONDS` of the latest rebuild."""
+    cache: _RoutingCache | None = (app or current_app).extensions.get(_EXTENSION_KEY)
+    if cache is not None and not force_check and cache.fresh():
+        return cache.table
     from leadsvc.extensions import db
 
     app = app or current_app._get_current_object()
-    cache: _RoutingCache | None = app.extensions.get(_EXTENSION_KEY)
     if cache is None:
         cache = app.extensions.setdefault(_EXTENSION_KEY, _RoutingCache())
-    if not force_check and cache.fresh():
-        return cache.table
     with cache.lock:
         if not force_check and cache.fresh():
             return cache.table

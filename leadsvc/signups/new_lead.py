@@ -61,7 +61,7 @@ WITH lead AS (
         jsonb_strip_nulls(jsonb_build_object('lead_id', lead.id, 'dealer_id', dealer.id)),
         '{PENDING}', 0, 1, %(now)s, %(now)s
     FROM lead
-    CROSS JOIN unnest(%(kinds)s::text[]) AS kind
+    CROSS JOIN unnest(string_to_array(%(kinds)s, ',')) AS kind
     CROSS JOIN LATERAL (
         SELECT CASE WHEN kind IN {tuple(DEALER_KINDS)!r} THEN lead.dealer_id END AS id
     ) AS dealer
@@ -120,6 +120,7 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     params = {name: getattr(lead, name) for name in NewLead.__slots__}
     params["utm"] = None if lead.utm is None else Jsonb(lead.utm)
     params["interests"] = None if lead.interests is None else Jsonb(lead.interests)
+    params["kinds"] = ",".join(lead.kinds)  # text, not an array: psycopg's list dumper cost more
     rows = _on_held_connection(engine, params)
     if rows is None:  # the driver raised: SQLAlchemy runs it again, and reports what fails
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
