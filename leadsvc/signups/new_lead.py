@@ -110,7 +110,7 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     with this address exists.
 
     The statement goes straight to the driver, on a pooled connection this thread keeps checked
-    out in autocommit (`_held_connection`): SQLAlchemy's connection, execution context and result
+    out in autocommit (`_held_cursor`): SQLAlchemy's connection, execution context and result
     wrapping, and a pool checkout and return per signup, cost more Python time than the round
     trip. If the driver raises, the statement is run once more through SQLAlchemy, which reports
     the error as everywhere else (a lost connection invalidates the pool:
@@ -147,8 +147,8 @@ _held = _Held()
 _inherited: list = []
 
 
-def _held_connection(engine: sa.Engine):
-    """The pooled connection this thread keeps for `engine`, in autocommit.
+def _held_cursor(engine: sa.Engine) -> psycopg.Cursor:
+    """The cursor of the pooled connection this thread keeps for `engine`, in autocommit.
 
     A thread holds at most one: one for another engine, or for this engine's pool before
     `engine.dispose()` replaced it, is closed first. Each gunicorn thread thus keeps
@@ -167,12 +167,21 @@ def _held_connection(engine: sa.Engine):
         try:
             pooled.driver_connection.autocommit = True
         except psycopg.Error:
-            pooled.invalidate()
-            pooled.close()
+            _discard(pooled)
             raise
         held.connection, held.pool, held.pid = pooled, engine.pool, os.getpid()
         held.cursor = pooled.driver_connection.cursor()  # reused: one per statement cost ~5 us
-    return held.connection
+    return held.cursor
+
+
+def _discard(pooled) -> None:
+    pooled.invalidate()  # closes the driver's connection; the pool forgets it
+    pooled.close()
+
+
+def _close(held: _Held) -> None:
+    pooled, held.connection = held.connection, None
+    _discard(pooled)
 
 
 def _give_back(held: _Held) -> None:
@@ -184,24 +193,18 @@ def _give_back(held: _Held) -> None:
     pooled.close()
 
 
-def _close(held: _Held) -> None:
-    pooled, held.connection = held.connection, None
-    pooled.invalidate()  # closes the driver's connection; the pool forgets it
-    pooled.close()
-
-
 def _on_held_connection(engine: sa.Engine, params: dict) -> list | None:
     """The statement's rows, run on this thread's held connection; None if psycopg raised (no
     connection to be had, a dead one, or the statement failed: nothing written). A connection
-    that raised is not kept: a broken one is invalidated, any other goes back to the pool."""
+    that raised is not kept: a broken one is closed, any other goes back to the pool."""
     try:
-        pooled = _held_connection(engine)
+        cursor = _held_cursor(engine)
     except psycopg.Error:
         return None
     try:
-        return _held.cursor.execute(NEW_LEAD_SQL, params).fetchall()
+        return cursor.execute(NEW_LEAD_SQL, params).fetchall()
     except psycopg.Error:
-        if pooled.driver_connection.broken:
+        if cursor.connection.broken:
             _close(_held)
         else:
             _give_back(_held)
