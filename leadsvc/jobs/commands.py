@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 import gc
-import time
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from leadsvc.extensions import db
 from leadsvc.jobs import outbox
 from leadsvc.jobs.queue import outbound_queues, worker_redis
-
-
-class AppWorker(SimpleWorker):
-    """An rq worker that runs each job in the worker process itself (no fork), in the app context.
-
-    rq's default worker forks a work horse per job, which costs tens of milliseconds and a fresh
-    database connection every time (about 4 jobs/s per worker on this machine); the jobs here are
-    short network calls with their own timeouts, so running them in the worker process keeps the
-    connection pool warm. A job past `JOB_TIMEOUT` is still interrupted (SIGALRM), and a worker
-    killed mid-job is covered by the relay like a killed work horse was.
-    """
-
-    #: rq refreshes the worker's key three times per job (after it, before and after the
-    #: blocking dequeue), three Redis round trips each; one refresh a second keeps it as alive.
-    HEARTBEAT_EVERY_SECONDS = 1.0
-
-    def __init__(self, *args, app: Flask, **kwargs):
-        self.app = app
-        self._full_heartbeat_at: float | None = None
-        super().__init__(*args, **kwargs)
-
-    def heartbeat(self, timeout=None, pipeline=None):
-        if timeout is None and pipeline is None:  # the worker's full time-to-live
-            now = time.monotonic()
-            last = self._full_heartbeat_at
-            if last is not None and now - last < self.HEARTBEAT_EVERY_SECONDS:
-                return
-            self._full_heartbeat_at = now
-        else:  # a shorter time-to-live was set (during a job): the next full one must go out
-            self._full_heartbeat_at = None
-        super().heartbeat(timeout, pipeline)
-
-    def perform_job(self, job, queue, execution):
-        with self.app.app_context():
-            return super().perform_job(job, queue, execution)
+from leadsvc.jobs.worker import AppWorker
 
 
 def _redis_url(app: Flask) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 from leadsvc.dealers.adf import adf_document
 from leadsvc.dealers.leads import lead_record
-from leadsvc.outbound.mail import DeliveryError, redact
+from leadsvc.outbound.mail import DeliveryError, new_message, redact
 from leadsvc.outbound.messages import message_id
 
 WEBHOOK_EVENT = "lead.created"
@@ -44,7 +44,7 @@ def adf_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage | None:
     document = adf_document([lead_record(lead)], dealer, provider_url=settings.public_base_url)
     if document is None:
         return None
-    message = EmailMessage()
+    message = new_message()
     message["From"] = settings.mail_from
     message["To"] = Address(display_name=dealer.name, addr_spec=dealer.lead_email)
     message["Subject"] = f"New lead {lead.id} from MINI USA Stay In the Loop"
@@ -86,7 +86,7 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 def erasure_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage:
     """The deletion notice to `dealer`: the person of lead N asked to be erased."""
-    message = EmailMessage()
+    message = new_message()
     message["From"] = settings.mail_from
     message["To"] = Address(display_name=dealer.name, addr_spec=dealer.lead_email)
     message["Subject"] = f"Deletion request for lead {lead.id} from MINI USA Stay In the Loop"

@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
@@ -26,8 +27,42 @@ _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 #: Serialisation policies with RFC 5322's 998-character line limit: the long, unbreakable
 #: List-Unsubscribe URLs then stay plain text (a 78-character fold would RFC 2047-encode them,
 #: which mail providers' one-click parsers do not decode).
-WIRE_SMTP = policy.SMTP.clone(max_line_length=998)
-WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998)
+
+
+class HeaderClasses(HeaderRegistry):
+    """The email package's header factory, making each header class once per header name.
+
+    `HeaderRegistry` builds a new class (`type(...)`) for every header it parses: about a fifth
+    of the time it takes to build an email here. The class depends only on the name (and the
+    registry), so the one made first is kept and used again.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def map_to_type(self, name, cls):
+        super().map_to_type(name, cls)
+        self._made.clear()
+
+    def __getitem__(self, name):
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+HEADER_CLASSES = HeaderClasses()
+#: The policy emails are built with: the email package's default, with the header classes kept.
+COMPOSE = policy.default.clone(header_factory=HEADER_CLASSES)
+WIRE_SMTP = policy.SMTP.clone(max_line_length=998, header_factory=HEADER_CLASSES)
+WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998, header_factory=HEADER_CLASSES)
+
+
+def new_message() -> EmailMessage:
+    """An empty email built with `COMPOSE`."""
+    return EmailMessage(policy=COMPOSE)
 
 
 def redact(text: str, limit: int = 300) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from flask import render_template
 
+from leadsvc.outbound.mail import new_message
 from leadsvc.outbound.tokens import link_tokens
 
 WELCOME = "welcome_email"
@@ -71,7 +72,7 @@ def person_email(settings, *, kind: str, outbox_id: int, lead_id: int, to: str,
         "dealer_name": dealer_name,
         "site_url": settings.public_base_url,
     }
-    message = EmailMessage()
+    message = new_message()
     message["From"] = settings.mail_from
     message["To"] = Address(addr_spec=to)  # the bare address: no name the person typed
     message["Subject"] = SUBJECTS[kind]
