@@ -5,9 +5,11 @@ One run of `run_delivery`:
 1. claim: lock the row; if it is final, or another try holds a live claim, record a
    `duplicate` attempt and stop (a job delivered twice never sends twice). Otherwise count the
    try, mark the row `sending` with a lease (job timeout + margin) and record a `running`
-   attempt;
-2. build the email or webhook from the lead and dealer as they are now, in the same transaction,
-   and commit before anything leaves the process.
+   attempt. On PostgreSQL the usual case (a pending row that may be sent) takes two statements
+   and no transaction: read the row with its lead and dealer, then claim it and record the
+   attempt in one statement (`_claim_at_once`); anything else goes the locked way;
+2. build the email or webhook from the lead and dealer as they are now, in the claim's
+   transaction, and commit before anything leaves the process.
 3. hand off: just before the point of no return (the final "." of SMTP DATA, the rename of the
    .eml file, the webhook request) mark the row `handed_off` if the claim is still this try's
    (one conditional UPDATE), committed. A try that lost its claim (it ran past its lease and another
@@ -31,7 +33,7 @@ from flask import Flask, current_app
 from rq import get_current_job
 from sqlalchemy.orm import Session, aliased
 
-from leadsvc.db import utcnow
+from leadsvc.db import UTCDateTime, utcnow
 from leadsvc.dealers.models import Dealer
 from leadsvc.extensions import db
 from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
@@ -93,7 +95,13 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
     engine = db.engine(app)
     outgoing, build_error = None, None
     with app.app_context(), sessions() as session:  # the email templates need the app
-        claim, outcome = _claim(session, settings, outbox_id, runner)
+        claim, outcome = None, None
+        if engine.dialect.name == "postgresql":
+            claim = _claim_at_once(session, settings, outbox_id, runner)
+            if claim is None:
+                session.commit()  # gives the autocommit connection back (nothing to commit)
+        if claim is None:
+            claim, outcome = _claim(session, settings, outbox_id, runner)
         if claim is not None:
             # Built in the claim's transaction (the lead is already loaded and locked rows are
             # few): nothing leaves the process before the commit below.
@@ -193,6 +201,57 @@ _SENT_TOGETHER = sa.text(f"""
         updated_at = :now
     WHERE id = :outbox_id AND status <> '{SENT}'
 """)
+
+
+#: The row's state, its lead (fresh) and the dealer the message is for, or the lead's own.
+_ROW_LEAD_AND_DEALER = (
+    sa.select(_OUTBOX.c.status, _OUTBOX.c.kind, _OUTBOX.c.lead_id, _OUTBOX.c.dealer_id, Lead,
+              _DEALER)
+    .select_from(_OUTBOX)
+    .outerjoin(Lead, Lead.id == _OUTBOX.c.lead_id)
+    .outerjoin(_DEALER, _DEALER.id == sa.func.coalesce(_OUTBOX.c.dealer_id, Lead.dealer_id))
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"))
+    .execution_options(populate_existing=True)
+)  # fmt: skip
+_CLAIMED = _CLAIM_PENDING.cte("claimed")
+#: PostgreSQL: the pending row becomes this try's and its running attempt is recorded, in one
+#: statement (its own transaction). Nothing comes back if the row was not pending any more.
+_ATTEMPT = (
+    sa.insert(_ATTEMPTS)
+    .from_select(
+        ["outbox_id", "number", "runner", "outcome", "started_at"],
+        sa.select(sa.bindparam("outbox_id", type_=sa.BigInteger), _CLAIMED.c.attempts,
+                  sa.bindparam("runner", type_=sa.String), sa.literal("running"),
+                  sa.bindparam("now", type_=UTCDateTime)),
+    )
+    .returning(_ATTEMPTS.c.id, _ATTEMPTS.c.number)
+    .cte("attempt")
+)  # fmt: skip
+_CLAIM_WITH_ATTEMPT = sa.select(_ATTEMPT.c.number, _ATTEMPT.c.id)
+
+
+def _claim_at_once(session: Session, settings, outbox_id: int, runner: str) -> Claim | None:
+    """The usual case on PostgreSQL in two round trips and no transaction to open or commit:
+    read the row with its lead and dealer; if it is pending and may be sent, claim it and record
+    the attempt in one statement. None leaves the row to `_claim` (another try holds it, it is
+    final, or it is not to be sent: decided there, with the row locked)."""
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = session.execute(_ROW_LEAD_AND_DEALER, {"outbox_id": outbox_id}).first()
+    if row is None or row.status != PENDING:
+        return None
+    lead, dealer = row[4], row[5]
+    if skip_reason(row.kind, lead, row.dealer_id) is not None:
+        return None
+    now = utcnow()
+    claimed = session.connection().execute(_CLAIM_WITH_ATTEMPT, {
+        "outbox_id": outbox_id, "lease": lease_until(now, settings.job_timeout), "now": now,
+        "runner": runner[:64],
+    }).first()  # fmt: skip
+    if claimed is None:  # taken between the two statements
+        return None
+    number, attempt_id = claimed
+    return Claim(outbox_id, row.kind, row.lead_id, row.dealer_id, number, attempt_id,
+                 (lead, dealer))  # fmt: skip
 
 
 def _load_lead_and_dealer(session: Session, lead_id: int,

@@ -9,6 +9,8 @@ registries, the same counters) and leaves out only those:
 - the worker's full heartbeat (three commands) goes out as one pipeline, at most once a second
   (`HEARTBEAT_EVERY_SECONDS`), and right after a job shortened the worker key's time to live;
 - the worker's state is written only when it changes (rq writes `idle` twice between two jobs);
+- whether workers are suspended (`rq suspend`) is asked at most once a second, not every job;
+- a delivery job is started in one transaction (rq makes two: the execution, then the job);
 - a delivery job that succeeded (`deliver`, whose result rq discards: `result_ttl=0`, nothing
   depends on it, no callbacks, no group, no repeats, no rate limit) is deleted in the one
   transaction that also counts it and closes its execution. rq would first read the job's status
@@ -23,7 +25,8 @@ from __future__ import annotations
 import time
 
 from flask import Flask
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import now
@@ -49,7 +52,17 @@ class AppWorker(SimpleWorker):
     def __init__(self, *args, app: Flask, **kwargs):
         self.app = app
         self._full_heartbeat_at: float | None = None
+        self._suspension_checked_at: float | None = None
+        self._started_job_id: str | None = None
         super().__init__(*args, **kwargs)
+
+    def check_for_suspension(self, burst: bool):
+        at = time.monotonic()
+        last = self._suspension_checked_at
+        if last is not None and at - last < self.HEARTBEAT_EVERY_SECONDS:
+            return
+        self._suspension_checked_at = at
+        super().check_for_suspension(burst)
 
     def heartbeat(self, timeout=None, pipeline=None):
         if timeout is not None:  # a job's shorter time to live: written, and the next full one too
@@ -72,6 +85,33 @@ class AppWorker(SimpleWorker):
         if pipeline is None and state == self._state:
             return
         super().set_state(state, pipeline)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """rq's `prepare_execution` and `prepare_job_execution` in one transaction."""
+        if not disposable(job):
+            return super().prepare_execution(job)
+        with self.connection.pipeline() as pipeline:
+            ttl = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            self.heartbeat(ttl, pipeline=pipeline)
+            job.heartbeat(now(), ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if len(self.queues) == 1:
+                queue = Queue(job.origin, connection=self.connection)
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self._started_job_id = job.id
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False):
+        if self._started_job_id == job.id:  # done with the execution, above
+            self._started_job_id = None
+            self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
 
     def perform_job(self, job, queue, execution):
         with self.app.app_context():

@@ -220,3 +220,35 @@ def test_worker_and_relay_need_redis(app):
     for command in (["worker"], ["relay", "--once"]):
         result = invoke(app, *command)
         assert result.exit_code == 1 and "REDIS_URL is not set" in result.output
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_usual_delivery_is_four_statements_and_no_transaction_on_postgresql(
+    mail_app, session, smtp, welcome
+):
+    from leadsvc.extensions import db
+
+    engine = db.engine(mail_app)
+    statements, transactions = [], []
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.split(None, 1)[0].upper())
+
+    def on_begin(conn):
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            transactions.append(conn)
+
+    sa.event.listen(engine, "before_cursor_execute", on_execute)
+    sa.event.listen(engine, "begin", on_begin)
+    try:
+        assert run_delivery(mail_app, welcome, runner="outbox-1-1") == "sent"
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", on_execute)
+        sa.event.remove(engine, "begin", on_begin)
+    # read the row with its lead and dealer; claim it with its attempt; hand off; sent
+    assert statements == ["SELECT", "WITH", "UPDATE", "WITH"]
+    assert transactions == []
+    assert len(smtp.wait_for(1)) == 1
+    assert attempts(session, welcome) == [(1, "sent")]
+    [row] = outbox(session)
+    assert (row.status, row.attempts, row.lease_until) == ("sent", 1, None)
