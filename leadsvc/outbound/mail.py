@@ -14,6 +14,7 @@ import os
 import re
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
@@ -30,20 +31,42 @@ _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 
 
 class HeaderClasses(HeaderRegistry):
-    """The email package's header factory, making each header class once per header name.
+    """The email package's header factory, making each header class once per header name, and
+    each header once per name and value.
 
     `HeaderRegistry` builds a new class (`type(...)`) for every header it parses: about a fifth
     of the time it takes to build an email here. The class depends only on the name (and the
-    registry), so the one made first is kept and used again.
+    registry), so the one made first is kept and used again. Parsed headers are immutable
+    (a `str` with its parse), and most of an email's are the same in every email (From, the
+    subject, List-Id, the MIME headers of its parts): the last `KEPT` made are kept too.
     """
+
+    KEPT = 256
 
     def __init__(self):
         super().__init__()
         self._made: dict[str, type] = {}
+        self._headers: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()  # the in-process drainer and a worker may share it
 
     def map_to_type(self, name, cls):
         super().map_to_type(name, cls)
         self._made.clear()
+        self._headers.clear()
+
+    def __call__(self, name, value):
+        if type(value) is not str:
+            return super().__call__(name, value)
+        key = (name, value)
+        with self._lock:
+            header = self._headers.pop(key, None)
+        if header is None:
+            header = super().__call__(name, value)
+        with self._lock:
+            if len(self._headers) >= self.KEPT:
+                del self._headers[next(iter(self._headers))]  # the least recently used
+            self._headers[key] = header
+        return header
 
     def __getitem__(self, name):
         key = name.lower()

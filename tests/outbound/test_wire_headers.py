@@ -40,14 +40,16 @@ def _compose(message: EmailMessage) -> EmailMessage:
     return message
 
 
-def test_emails_built_with_kept_header_classes_match_the_standard_ones_byte_for_byte():
-    kept = _compose(new_message())
+def test_emails_built_with_kept_headers_match_the_standard_ones_byte_for_byte():
     standard = _compose(EmailMessage(policy=policy.default))
-    assert kept.policy.header_factory is HEADER_CLASSES
+    first, again = _compose(new_message()), _compose(new_message())  # again: from kept headers
+    assert first.policy.header_factory is HEADER_CLASSES
+    assert again["Subject"] is first["Subject"] and again["From"] is first["From"]
     for wire in (WIRE_SMTP, WIRE_SMTPUTF8, policy.SMTP):
-        assert kept.as_bytes(policy=wire) == standard.as_bytes(policy=wire)
+        assert first.as_bytes(policy=wire) == standard.as_bytes(policy=wire)
+        assert again.as_bytes(policy=wire) == standard.as_bytes(policy=wire)
     for name in ("From", "To", "Subject", "Date", "Content-Type"):
-        assert type(kept[name]).__mro__[1:] == type(standard[name]).__mro__[1:]
+        assert type(first[name]).__mro__[1:] == type(standard[name]).__mro__[1:]
 
 
 def test_header_classes_are_made_once_per_name_and_follow_the_registry():
@@ -59,3 +61,17 @@ def test_header_classes_are_made_once_per_name_and_follow_the_registry():
     assert issubclass(classes["x-lead"], AddressHeader)
     classes.map_to_type("To", UnstructuredHeader)
     assert not issubclass(classes["To"], AddressHeader)
+
+
+def test_kept_headers_are_bounded_and_the_least_recently_used_goes_first():
+    classes = HeaderClasses()
+    classes.KEPT = 3
+    subject = classes("Subject", "one")
+    classes("Subject", "two")
+    classes("Subject", "three")
+    assert classes("Subject", "one") is subject  # used again: now the most recent
+    classes("Subject", "four")  # "two" goes
+    assert classes("Subject", "one") is subject
+    assert len(classes._headers) == 3 and ("Subject", "two") not in classes._headers
+    classes.map_to_type("Subject", UnstructuredHeader)
+    assert classes("Subject", "one") is not subject
