@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, aliased
 from leadsvc.db import UTCDateTime, utcnow
 from leadsvc.dealers.models import Dealer
 from leadsvc.extensions import db
+from leadsvc.held_connection import run_held
 from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
 from leadsvc.jobs.outbox import (
     DEALER_KINDS,
@@ -116,10 +117,9 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
         return outcome
 
     def handed_off() -> None:
-        with _autocommit(engine) as connection:
-            moved = connection.execute(_HAND_OFF, {
-                "outbox_id": claim.outbox_id, "number": claim.number, "now": utcnow(),
-            }).rowcount  # fmt: skip
+        moved = _autocommitted(engine, _HAND_OFF, _HAND_OFF_SQL, {
+            "outbox_id": claim.outbox_id, "number": claim.number, "now": utcnow(),
+        })  # fmt: skip
         if moved != 1:
             raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
 
@@ -193,14 +193,21 @@ _ROW_SENT = (
             updated_at=sa.bindparam("now"))
 )  # fmt: skip
 #: Both in one statement on PostgreSQL (it runs a data-modifying WITH whether or not it is read).
-_SENT_TOGETHER = sa.text(f"""
+_SENT_TOGETHER_SQL = f"""
     WITH attempt AS (
-        UPDATE outbox_attempts SET outcome = '{SENT}', finished_at = :now WHERE id = :attempt_id
+        UPDATE outbox_attempts SET outcome = '{SENT}', finished_at = %(now)s
+        WHERE id = %(attempt_id)s
     )
-    UPDATE outbox SET status = '{SENT}', sent_at = :now, lease_until = NULL, last_error = NULL,
-        updated_at = :now
-    WHERE id = :outbox_id AND status <> '{SENT}'
-""")
+    UPDATE outbox SET status = '{SENT}', sent_at = %(now)s, lease_until = NULL, last_error = NULL,
+        updated_at = %(now)s
+    WHERE id = %(outbox_id)s AND status <> '{SENT}'
+"""
+_SENT_TOGETHER = sa.text(_SENT_TOGETHER_SQL.replace("%(", ":").replace(")s", ""))
+#: `_HAND_OFF` for the driver (psycopg's named parameters).
+_HAND_OFF_SQL = (
+    f"UPDATE outbox SET status = '{HANDED_OFF}', updated_at = %(now)s"
+    f" WHERE id = %(outbox_id)s AND status = '{SENDING}' AND attempts = %(number)s"
+)
 
 
 #: The row's state, its lead (fresh) and the dealer the message is for, or the lead's own.
@@ -362,13 +369,29 @@ def _autocommit(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
+def _autocommitted(engine: sa.Engine, statement, driver_sql: str, values: dict) -> int:
+    """Runs one statement as its own transaction; the number of rows it changed.
+
+    On PostgreSQL it goes to the driver on the thread's held connection
+    (`leadsvc.held_connection`); if the driver raised there, it runs once more through
+    SQLAlchemy, which raises what fails. Both statements it is used for may run twice: the
+    hand-off changes nothing the second time if the first went through (the caller then stops:
+    a lost claim), and marking a row sent twice is marking it sent.
+    """
+    if engine.dialect.name == "postgresql":
+        changed = run_held(engine, driver_sql, values)
+        if changed is not None:
+            return changed
+    with _autocommit(engine) as connection:
+        return connection.execute(statement, values).rowcount
+
+
 def _record_sent(engine: sa.Engine, claim: Claim) -> None:
     """The try succeeded, and the row is sent. A success wins even over a takeover: the row that
     was put back is not sent again. On PostgreSQL one statement (its own transaction)."""
     values = {"attempt_id": claim.attempt_id, "outbox_id": claim.outbox_id, "now": utcnow()}
     if engine.dialect.name == "postgresql":
-        with _autocommit(engine) as connection:
-            connection.execute(_SENT_TOGETHER, values)
+        _autocommitted(engine, _SENT_TOGETHER, _SENT_TOGETHER_SQL, values)
         return
     with engine.begin() as connection:
         connection.execute(_ATTEMPT_SENT, values)

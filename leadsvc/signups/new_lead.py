@@ -16,15 +16,13 @@ status by `status_after_signup`, the outbox rows by `new_lead_kinds`, the event 
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
+from leadsvc.held_connection import run_held
 from leadsvc.jobs.outbox import DEALER_KINDS, DEALER_WEBHOOK, PENDING, QueuedRow
 
 #: The statement (psycopg's named parameters). The dealer's webhook URL is read with the lead,
@@ -110,10 +108,10 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     with this address exists.
 
     The statement goes straight to the driver, on a pooled connection this thread keeps checked
-    out in autocommit (`_held_cursor`): SQLAlchemy's connection, execution context and result
-    wrapping, and a pool checkout and return per signup, cost more Python time than the round
-    trip. If the driver raises, the statement is run once more through SQLAlchemy, which reports
-    the error as everywhere else (a lost connection invalidates the pool:
+    out in autocommit (`leadsvc.held_connection`): SQLAlchemy's connection, execution context
+    and result wrapping, and a pool checkout and return per signup, cost more Python time than
+    the round trip. If the driver raises, the statement is run once more through SQLAlchemy,
+    which reports the error as everywhere else (a lost connection invalidates the pool:
     `connection_invalidated`); a statement that failed wrote nothing, so running it again is
     safe.
     """
@@ -121,7 +119,7 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
     params["utm"] = None if lead.utm is None else Jsonb(lead.utm)
     params["interests"] = None if lead.interests is None else Jsonb(lead.interests)
     params["kinds"] = ",".join(lead.kinds)  # text, not an array: psycopg's list dumper cost more
-    rows = _on_held_connection(engine, params)
+    rows = run_held(engine, NEW_LEAD_SQL, params)
     if rows is None:  # the driver raised: SQLAlchemy runs it again, and reports what fails
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             rows = connection.exec_driver_sql(NEW_LEAD_SQL, params).all()
@@ -129,83 +127,3 @@ def insert_new_lead(engine: sa.Engine, lead: NewLead) -> tuple[int, list[QueuedR
         return None
     messages = [QueuedRow(outbox_id, kind, 1) for _, outbox_id, kind in rows if outbox_id]
     return rows[0][0], messages
-
-
-class _Held(threading.local):
-    """This thread's connection for the statement: a pooled connection it keeps checked out, in
-    autocommit, from one signup to the next; the pool it came from, and the process."""
-
-    connection = None
-    cursor = None
-    pool = None
-    pid = None
-
-
-_held = _Held()
-#: Connections a forked child found held by its parent's thread: never used or closed here (a
-#: close would end the parent's session on the shared socket), and kept from being collected.
-_inherited: list = []
-
-
-def _held_cursor(engine: sa.Engine) -> psycopg.Cursor:
-    """The cursor of the pooled connection this thread keeps for `engine`, in autocommit.
-
-    A thread holds at most one: one for another engine, or for this engine's pool before
-    `engine.dispose()` replaced it, is closed first. Each gunicorn thread thus keeps
-    one of the engine's connections (pool_size 5 plus 5 overflow, against 4 threads); other
-    statements share the rest. Raises psycopg's error if no connection can be had (the pool does
-    not wrap a failed connect).
-    """
-    held = _held
-    if held.connection is not None and held.pid != os.getpid():
-        _inherited.append(held.connection)
-        held.connection = None
-    if held.connection is not None and held.pool is not engine.pool:
-        _close(held)  # its pool was disposed, or belongs to another engine: keep nothing open
-    if held.connection is None:
-        pooled = engine.raw_connection()
-        try:
-            pooled.driver_connection.autocommit = True
-        except psycopg.Error:
-            _discard(pooled)
-            raise
-        held.connection, held.pool, held.pid = pooled, engine.pool, os.getpid()
-        held.cursor = pooled.driver_connection.cursor()  # reused: one per statement cost ~5 us
-    return held.cursor
-
-
-def _discard(pooled) -> None:
-    pooled.invalidate()  # closes the driver's connection; the pool forgets it
-    pooled.close()
-
-
-def _close(held: _Held) -> None:
-    pooled, held.connection = held.connection, None
-    _discard(pooled)
-
-
-def _give_back(held: _Held) -> None:
-    pooled, held.connection = held.connection, None
-    try:
-        pooled.driver_connection.autocommit = False
-    except psycopg.Error:
-        pooled.invalidate()
-    pooled.close()
-
-
-def _on_held_connection(engine: sa.Engine, params: dict) -> list | None:
-    """The statement's rows, run on this thread's held connection; None if psycopg raised (no
-    connection to be had, a dead one, or the statement failed: nothing written). A connection
-    that raised is not kept: a broken one is closed, any other goes back to the pool."""
-    try:
-        cursor = _held_cursor(engine)
-    except psycopg.Error:
-        return None
-    try:
-        return cursor.execute(NEW_LEAD_SQL, params).fetchall()
-    except psycopg.Error:
-        if cursor.connection.broken:
-            _close(_held)
-        else:
-            _give_back(_held)
-        return None

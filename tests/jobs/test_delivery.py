@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from leadsvc.db import utcnow
 from leadsvc.dealers import routing
+from leadsvc.held_connection import run_held
 from leadsvc.jobs.models import OutboxMessage
 from leadsvc.jobs.outbox import reclaim_expired
 from leadsvc.jobs.tasks import run_delivery
@@ -224,9 +225,10 @@ def test_worker_and_relay_need_redis(app):
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_usual_delivery_is_four_statements_and_no_transaction_on_postgresql(
-    mail_app, session, smtp, welcome
+    mail_app, session, smtp, welcome, monkeypatch
 ):
     from leadsvc.extensions import db
+    from leadsvc.jobs import tasks
 
     engine = db.engine(mail_app)
     statements, transactions = [], []
@@ -238,6 +240,11 @@ def test_a_usual_delivery_is_four_statements_and_no_transaction_on_postgresql(
         if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             transactions.append(conn)
 
+    def held(engine, sql, params):  # the statements that go to the driver directly
+        statements.append(sql.split(None, 1)[0].upper() + " (held)")
+        return run_held(engine, sql, params)
+
+    monkeypatch.setattr(tasks, "run_held", held)
     sa.event.listen(engine, "before_cursor_execute", on_execute)
     sa.event.listen(engine, "begin", on_begin)
     try:
@@ -246,9 +253,31 @@ def test_a_usual_delivery_is_four_statements_and_no_transaction_on_postgresql(
         sa.event.remove(engine, "before_cursor_execute", on_execute)
         sa.event.remove(engine, "begin", on_begin)
     # read the row with its lead and dealer; claim it with its attempt; hand off; sent
-    assert statements == ["SELECT", "WITH", "UPDATE", "WITH"]
+    assert statements == ["SELECT", "WITH", "UPDATE (held)", "WITH (held)"]
     assert transactions == []
     assert len(smtp.wait_for(1)) == 1
     assert attempts(session, welcome) == [(1, "sent")]
     [row] = outbox(session)
     assert (row.status, row.attempts, row.lease_until) == ("sent", 1, None)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_lost_held_connection_still_hands_off_and_records_once(mail_app, session, smtp):
+    """The hand-off and the success go over the thread's held connection; when its backend is
+    gone, they run again through SQLAlchemy and the message still goes out once."""
+    from leadsvc.held_connection import _held
+
+    client = mail_app.test_client()
+    for n in range(2):
+        reply = client.post("/api/v1/signups", json=valid_signup(email=f"held{n}@example.com"))
+        assert reply.status_code == 202
+    first, second = [row.id for row in outbox(session)]
+    assert run_delivery(mail_app, first, runner="outbox-1-1") == "sent"
+    backend = _held.connection.driver_connection.info.backend_pid
+    session.execute(sa.select(sa.func.pg_terminate_backend(backend)))
+    session.commit()
+    assert run_delivery(mail_app, second, runner="outbox-2-1") == "sent"
+    assert len(smtp.wait_for(2)) == 2
+    assert [(row.status, row.attempts) for row in outbox(session)] == [("sent", 1), ("sent", 1)]
+    assert attempts(session, second) == [(1, "sent")]
+    assert _held.connection.driver_connection.info.backend_pid != backend

@@ -92,7 +92,7 @@ def test_a_thread_keeps_one_connection_for_new_leads_and_gives_it_back_on_dispos
     checkout and return per signup); `engine.dispose()` (gunicorn's post_fork, a new pool) makes
     the thread leave it and take one from the new pool."""
     from leadsvc.extensions import db
-    from leadsvc.signups.new_lead import _held
+    from leadsvc.held_connection import _held
 
     engine = db.engine(app)
     client.post("/api/v1/signups", json=valid_signup(email="warm@example.com"))
