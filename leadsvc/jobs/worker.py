@@ -1,7 +1,7 @@
 """The rq worker that runs the outbound jobs: rq's `SimpleWorker`, in the app context, with rq's
 bookkeeping for a delivery job cut to the Redis round trips it needs.
 
-rq 3 spends about 27 Redis round trips on a job that succeeds, as many as the job's own work
+rq 3 spends about 26 Redis round trips on a job that succeeds, as many as the job's own work
 costs. Most of them are writes of values that were just written, or reads of what the worker
 already holds. This worker keeps rq's data model exactly as rq leaves it (the same keys, the same
 registries, the same counters) and leaves out only those:
