@@ -202,7 +202,6 @@ _SENT_TOGETHER_SQL = f"""
         updated_at = %(now)s
     WHERE id = %(outbox_id)s AND status <> '{SENT}'
 """
-_SENT_TOGETHER = sa.text(_SENT_TOGETHER_SQL.replace("%(", ":").replace(")s", ""))
 #: `_HAND_OFF` for the driver (psycopg's named parameters).
 _HAND_OFF_SQL = (
     f"UPDATE outbox SET status = '{HANDED_OFF}', updated_at = %(now)s"
@@ -372,17 +371,21 @@ def _autocommit(engine: sa.Engine) -> sa.Connection:
 def _autocommitted(engine: sa.Engine, statement, driver_sql: str, values: dict) -> int:
     """Runs one statement as its own transaction; the number of rows it changed.
 
-    On PostgreSQL it goes to the driver on the thread's held connection
+    On PostgreSQL `driver_sql` goes to the driver on the thread's held connection
     (`leadsvc.held_connection`); if the driver raised there, it runs once more through
-    SQLAlchemy, which raises what fails. Both statements it is used for may run twice: the
-    hand-off changes nothing the second time if the first went through (the caller then stops:
-    a lost claim), and marking a row sent twice is marking it sent.
+    SQLAlchemy, which raises what fails. Elsewhere `statement` (the same, built by SQLAlchemy)
+    runs. Both statements this is used for may run twice: the hand-off changes nothing the
+    second time if the first went through (the caller then stops: a lost claim), and marking a
+    row sent twice is marking it sent.
     """
-    if engine.dialect.name == "postgresql":
+    on_driver = engine.dialect.name == "postgresql"
+    if on_driver:
         changed = run_held(engine, driver_sql, values)
         if changed is not None:
             return changed
     with _autocommit(engine) as connection:
+        if on_driver:
+            return connection.exec_driver_sql(driver_sql, values).rowcount
         return connection.execute(statement, values).rowcount
 
 
@@ -391,7 +394,7 @@ def _record_sent(engine: sa.Engine, claim: Claim) -> None:
     was put back is not sent again. On PostgreSQL one statement (its own transaction)."""
     values = {"attempt_id": claim.attempt_id, "outbox_id": claim.outbox_id, "now": utcnow()}
     if engine.dialect.name == "postgresql":
-        _autocommitted(engine, _SENT_TOGETHER, _SENT_TOGETHER_SQL, values)
+        _autocommitted(engine, None, _SENT_TOGETHER_SQL, values)
         return
     with engine.begin() as connection:
         connection.execute(_ATTEMPT_SENT, values)
