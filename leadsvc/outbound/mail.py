@@ -25,9 +25,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
-#: Serialisation policies with RFC 5322's 998-character line limit: the long, unbreakable
-#: List-Unsubscribe URLs then stay plain text (a 78-character fold would RFC 2047-encode them,
-#: which mail providers' one-click parsers do not decode).
 
 
 class HeaderClasses(HeaderRegistry):
@@ -79,6 +76,9 @@ class HeaderClasses(HeaderRegistry):
 HEADER_CLASSES = HeaderClasses()
 #: The policy emails are built with: the email package's default, with the header classes kept.
 COMPOSE = policy.default.clone(header_factory=HEADER_CLASSES)
+#: Serialisation policies with RFC 5322's 998-character line limit: the long, unbreakable
+#: List-Unsubscribe URLs then stay plain text (a 78-character fold would RFC 2047-encode them,
+#: which mail providers' one-click parsers do not decode).
 WIRE_SMTP = policy.SMTP.clone(max_line_length=998, header_factory=HEADER_CLASSES)
 WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998, header_factory=HEADER_CLASSES)
 
