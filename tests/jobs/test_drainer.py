@@ -88,6 +88,7 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
     env = worker_env("", tmp_path, SMTP_URL=smtp.url)
     for name in ("DATABASE_URL", "SECRET_KEY", "INSTANCE_PATH"):
         env.pop(name)
+    env["PYTHONFAULTHANDLER"] = "1"  # a fatal signal prints every thread's stack
     process = subprocess.Popen(
         [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -117,7 +118,12 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
         wait_until(lambda: {status for _, status in rows()} == {"sent"}, 10, "the rows sent")
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: the drainer finishes what it is sending
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=30)  # the drainer gets at most 10 s to finish
+        except subprocess.TimeoutExpired:  # show where it hangs (PYTHONFAULTHANDLER, below)
+            process.send_signal(signal.SIGABRT)
+            output = process.communicate(timeout=10)[0]
+            pytest.fail(f"leadsvc serve still running 30 s after Ctrl-C:\n{output[-8000:]}")
     [welcome] = [m for m in messages if m["To"] == "jane.doe@example.com"]
     [notice] = [m for m in messages if m is not welcome]
     assert welcome["List-Unsubscribe"].strip().startswith("<https://stay.example.com/unsubscribe/")
