@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -45,6 +46,7 @@ def serve_command(host: str, port: int) -> None:
         f"{' (demo directory loaded)' if report.demo_dealers_loaded else ''}; {delivery}; "
         f"the form is at http://{host}:{server.server_port}/ (Ctrl-C stops)"
     )
+    _stop_on_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -52,6 +54,18 @@ def serve_command(host: str, port: int) -> None:
     finally:
         server.server_close()
         stop_drainer(app)  # lets a message being sent finish and be recorded
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server the same way, always: Python leaves SIGINT
+    ignored in a process started with it ignored (a background job of a shell script, nohup),
+    and SIGTERM would otherwise end the process before the drainer finishes its message."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 @click.group("db")

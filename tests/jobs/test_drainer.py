@@ -79,8 +79,15 @@ def test_the_test_app_does_not_start_a_drainer_by_itself(client, session):
 
 
 @pytest.mark.slow
-def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
-    """`leadsvc serve` with no Redis: demo dealers, the form, the welcome and ADF emails sent."""
+def ignore_sigint() -> None:
+    """In the child before exec: SIGINT ignored, as in a background job of a shell script."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
+    """`leadsvc serve` with no Redis: demo dealers, the form, the welcome and ADF emails sent;
+    then Ctrl-C or SIGTERM stops it, even started with SIGINT ignored (a background job)."""
     import json
     import urllib.request
 
@@ -91,7 +98,7 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
     env["PYTHONFAULTHANDLER"] = "1"  # a fatal signal prints every thread's stack
     process = subprocess.Popen(
         [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint,
     )  # fmt: skip
     try:
         def answers():
@@ -117,13 +124,15 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp):
 
         wait_until(lambda: {status for _, status in rows()} == {"sent"}, 10, "the rows sent")
     finally:
-        process.send_signal(signal.SIGINT)  # Ctrl-C: the drainer finishes what it is sending
+        process.send_signal(stop_signal)  # the drainer finishes what it is sending
         try:
             process.wait(timeout=30)  # the drainer gets at most 10 s to finish
         except subprocess.TimeoutExpired:  # show where it hangs (PYTHONFAULTHANDLER, below)
             process.send_signal(signal.SIGABRT)
             output = process.communicate(timeout=10)[0]
-            pytest.fail(f"leadsvc serve still running 30 s after Ctrl-C:\n{output[-8000:]}")
+            pytest.fail(f"leadsvc serve still running 30 s after {stop_signal.name}:\n"
+                        f"{output[-8000:]}")  # fmt: skip
+    assert process.returncode == 0, process.stdout.read()[-4000:]
     [welcome] = [m for m in messages if m["To"] == "jane.doe@example.com"]
     [notice] = [m for m in messages if m is not welcome]
     assert welcome["List-Unsubscribe"].strip().startswith("<https://stay.example.com/unsubscribe/")
