@@ -63,10 +63,27 @@ def _reply(result: SignupResult | None):
     return current_app.response_class(RECEIVED_JSON, status=202, mimetype="application/json")
 
 
+#: The types a browser posts a form as (anything else to /signup is a client's mistake).
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+JSON_ONLY = "Please send the form as JSON (Content-Type: application/json)."
+FORM_ONLY = (
+    "Please send the form as form fields (Content-Type: application/x-www-form-urlencoded); "
+    "the JSON API is /api/v1/signups."
+)
+
+
 @api_blp.before_request
 def _require_json():
     if request.method == "POST" and not request.is_json:
-        abort(415, message="Please send the form as JSON (Content-Type: application/json).")
+        abort(415, message=JSON_ONLY)
+
+
+@pages.before_request
+def _require_form():
+    """A body the form cannot have sent gets 415, not the thank-you page a bot gets: it has no
+    fields Flask would read, so it would otherwise pass for a bot and be dropped unanswered."""
+    if request.method == "POST" and request.mimetype not in FORM_TYPES:
+        abort(415, message=FORM_ONLY)
 
 
 def _bot(data: dict, *, token_required: bool) -> bool:
