@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
@@ -91,6 +91,26 @@ def _security_headers(response):
     return response
 
 
+def _note_own_retry_after(response):
+    """Runs just before Flask-Limiter's header hook: keeps the reply's own Retry-After."""
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
+def _retry_after_only_where_meant(response):
+    """Runs just after Flask-Limiter's header hook, which sets Retry-After on every reply under a
+    limit (to its window's reset, raising a reply's own value to that): a 202 would tell clients
+    to wait a minute, and a 503's "try again in 5 s" would become 60. Only a 429 keeps the
+    limiter's value; any other reply keeps its own, or none."""
+    if response.status_code != 429:
+        own = g.pop("own_retry_after", None)
+        if own is None:
+            response.headers.pop("Retry-After", None)
+        else:
+            response.headers["Retry-After"] = own
+    return response
+
+
 class _StorageFailureIsAWarning(logging.Filter):
     """Flask-Limiter logs a swallowed storage error (Redis down) as an ERROR with its traceback,
     once per request; it is an expected degradation (limits fail open), so: one WARNING line."""
@@ -116,7 +136,10 @@ def init_app(app: Flask) -> None:
         RATELIMIT_KEY_PREFIX="leadsvc",
         RATELIMIT_ENABLED=settings.rate_limits_enabled,
     )  # fmt: skip
+    # after_request hooks run last-registered first: these two bracket the limiter's own.
+    app.after_request(_retry_after_only_where_meant)
     limiter.init_app(app)
+    app.after_request(_note_own_retry_after)
     if not any(isinstance(f, _StorageFailureIsAWarning) for f in limiter.logger.filters):
         limiter.logger.addFilter(_StorageFailureIsAWarning())
     if settings.site_origins:

@@ -524,3 +524,29 @@ def test_no_cookie_session_is_kept_and_writing_one_fails_loudly(app, client):
     assert "Set-Cookie" not in page.headers and "Set-Cookie" not in signup.headers
     with app.test_request_context("/"), pytest.raises(RuntimeError):
         flask.session["x"] = 1
+
+
+# --- Retry-After --------------------------------------------------------------------------------
+
+
+@only_sqlite
+def test_retry_after_is_sent_only_where_the_client_should_wait(make_app, session):
+    """Flask-Limiter puts Retry-After (its window's reset) on every reply under a limit: an
+    accepted signup would be told to wait, and a 503's own "5" would grow to the window's reset.
+    A 202 has none, a 429 the limiter's, a 503 its own."""
+    client = make_app(**LIMITED).test_client()
+    accepted = api(client, person(0))
+    assert accepted.status_code == 202
+    assert accepted.headers["X-RateLimit-Remaining"] == "2"  # the limiter ran: 3 a minute per IP
+    assert "Retry-After" not in accepted.headers
+    assert api(client, person(0)).status_code == 202
+    limited = api(client, person(0))
+    assert_limited_json(limited)
+    assert 50 < retry_after(limited) <= 3600  # the hour's window, not a token value
+
+    closed = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    down = make_app(**LIMITED, database_url=closed)
+    unavailable = api(down.test_client(), person(1))
+    assert unavailable.status_code == 503
+    assert unavailable.headers["Retry-After"] == "5"
+    assert "X-RateLimit-Limit" in unavailable.headers  # the limiter did run on it
