@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.Column("zip5", sa.String(5), nullable=False),
         sa.Column("dealer_id", sa.Integer(), nullable=False),
         sa.Column("assigned_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["dealer_id"], ["dealers.id"], name="fk_territories_dealer_id_dealers"),
+        sa.ForeignKeyConstraint(
+            ["dealer_id"], ["dealers.id"], name="fk_territories_dealer_id_dealers"
+        ),
         sa.PrimaryKeyConstraint("zip5", name="pk_territories"),
     )
     op.create_index("ix_territories_dealer_id", "territories", ["dealer_id"])
@@ -65,7 +67,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(16), nullable=False),
         sa.Column("distance_km", sa.Float(), nullable=True),
         sa.Column("distance_miles", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(["dealer_id"], ["dealers.id"], name="fk_zip_routes_dealer_id_dealers"),
+        sa.ForeignKeyConstraint(
+            ["dealer_id"], ["dealers.id"], name="fk_zip_routes_dealer_id_dealers"
+        ),
         sa.PrimaryKeyConstraint("zip5", name="pk_zip_routes"),
     )
     op.create_index("ix_zip_routes_dealer_id", "zip_routes", ["dealer_id"])

@@ -32,13 +32,17 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("last_used_at", TIMESTAMP, nullable=True),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
-        sa.ForeignKeyConstraint(["dealer_id"], ["dealers.id"], name="fk_api_keys_dealer_id_dealers"),
+        sa.ForeignKeyConstraint(
+            ["dealer_id"], ["dealers.id"], name="fk_api_keys_dealer_id_dealers"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
         sa.UniqueConstraint("prefix", name="uq_api_keys_prefix"),
     )
     op.create_index("ix_api_keys_dealer_id", "api_keys", ["dealer_id"])
     with op.batch_alter_table("leads") as batch:
-        batch.add_column(sa.Column("delivery_seq", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("delivery_seq", sa.BigInteger(), nullable=False, server_default="0")
+        )
         batch.create_index("ix_leads_dealer_feed", ["dealer_id", "delivery_seq", "id"])
     with op.batch_alter_table("leads") as batch:
         batch.alter_column("delivery_seq", server_default=None)
