@@ -85,8 +85,11 @@ def _intervals(environ: Mapping[str, str], name: str) -> tuple[int, ...]:
 def _limit(environ: Mapping[str, str], name: str, default: str) -> str:
     """A Flask-Limiter limit string such as `30/minute;300/hour`."""
     value = _optional(environ, name) or default
-    if not re.fullmatch(r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
-                        r"(;\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*)*", value):
+    if not re.fullmatch(
+        r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
+        r"(;\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*)*",
+        value,
+    ):
         raise SettingsError(f"{name} must look like 30/minute;300/hour, not {value!r}")
     return value
 
@@ -123,6 +126,79 @@ def _embedded_secret_key(instance_path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key
+
+
+def _secret_key(env: Mapping[str, str], instance_path: Path, embedded: bool) -> str:
+    """SECRET_KEY: required with DATABASE_URL, generated into `instance/` when embedded."""
+    secret_key = _optional(env, "SECRET_KEY")
+    if secret_key is None:
+        if not embedded:
+            raise SettingsError(
+                "SECRET_KEY is required when DATABASE_URL is set: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return _embedded_secret_key(instance_path)
+    if len(secret_key) < 32:
+        raise SettingsError("SECRET_KEY must be at least 32 characters long")
+    return secret_key
+
+
+def _public_base_url(env: Mapping[str, str]) -> str:
+    """PUBLIC_BASE_URL without a trailing slash; it must be http(s)."""
+    public_base_url = (_optional(env, "PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+    if not public_base_url.startswith(("http://", "https://")):
+        raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
+    return public_base_url
+
+
+def _zip_source(env: Mapping[str, str]) -> str:
+    """ZIP_SOURCE in lower case: offline (the default) or geonames."""
+    zip_source = (_optional(env, "ZIP_SOURCE") or "offline").lower()
+    if zip_source not in {"offline", "geonames"}:
+        raise SettingsError("ZIP_SOURCE must be offline or geonames")
+    return zip_source
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL in upper case: DEBUG, INFO (the default), WARNING or ERROR."""
+    log_level = (_optional(env, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return log_level
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    """SMTP_URL, if set, with one of the `SMTP_SCHEMES`."""
+    smtp_url = _optional(env, "SMTP_URL")
+    if smtp_url is not None and smtp_url.split("://", 1)[0] not in SMTP_SCHEMES:
+        raise SettingsError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+    return smtp_url
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL, if set, as a redis://, rediss:// or unix:// URL."""
+    redis_url = _optional(env, "REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+    return redis_url
+
+
+def _job_timeouts(env: Mapping[str, str]) -> tuple[int, float, float]:
+    """(JOB_TIMEOUT, SMTP_TIMEOUT, WEBHOOK_TIMEOUT); a job outlasts the calls it makes."""
+    job_timeout = int(_number(env, "JOB_TIMEOUT", 60, 2, 3600))
+    smtp_timeout = _number(env, "SMTP_TIMEOUT", 20, 1, 600)
+    webhook_timeout = _number(env, "WEBHOOK_TIMEOUT", 5, 1, 600)
+    if max(smtp_timeout, webhook_timeout) >= job_timeout:
+        raise SettingsError("JOB_TIMEOUT must be longer than SMTP_TIMEOUT and WEBHOOK_TIMEOUT")
+    return job_timeout, smtp_timeout, webhook_timeout
+
+
+def _list_id(env: Mapping[str, str]) -> str:
+    """LIST_ID, the List-Id header's host-name-like label."""
+    list_id = _optional(env, "LIST_ID") or DEFAULT_LIST_ID
+    if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", list_id):
+        raise SettingsError("LIST_ID must look like a host name (list-label.example.com)")
+    return list_id
 
 
 @dataclass(frozen=True)
@@ -186,45 +262,14 @@ class Settings:
         instance_path = _instance_path(env)
         embedded = _optional(env, "DATABASE_URL") is None
         database_url = database_url_from_env(env)
-
-        secret_key = _optional(env, "SECRET_KEY")
-        if secret_key is None:
-            if not embedded:
-                raise SettingsError(
-                    "SECRET_KEY is required when DATABASE_URL is set: generate one with "
-                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-                )
-            secret_key = _embedded_secret_key(instance_path)
-        elif len(secret_key) < 32:
-            raise SettingsError("SECRET_KEY must be at least 32 characters long")
-
-        public_base_url = (_optional(env, "PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
-        if not public_base_url.startswith(("http://", "https://")):
-            raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
-
-        zip_source = (_optional(env, "ZIP_SOURCE") or "offline").lower()
-        if zip_source not in {"offline", "geonames"}:
-            raise SettingsError("ZIP_SOURCE must be offline or geonames")
-
-        log_level = (_optional(env, "LOG_LEVEL") or "INFO").upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-
-        smtp_url = _optional(env, "SMTP_URL")
-        if smtp_url is not None and smtp_url.split("://", 1)[0] not in SMTP_SCHEMES:
-            raise SettingsError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
-        redis_url = _optional(env, "REDIS_URL")
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
-
-        job_timeout = int(_number(env, "JOB_TIMEOUT", 60, 2, 3600))
-        smtp_timeout = _number(env, "SMTP_TIMEOUT", 20, 1, 600)
-        webhook_timeout = _number(env, "WEBHOOK_TIMEOUT", 5, 1, 600)
-        if max(smtp_timeout, webhook_timeout) >= job_timeout:
-            raise SettingsError("JOB_TIMEOUT must be longer than SMTP_TIMEOUT and WEBHOOK_TIMEOUT")
-        list_id = _optional(env, "LIST_ID") or DEFAULT_LIST_ID
-        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", list_id):
-            raise SettingsError("LIST_ID must look like a host name (list-label.example.com)")
+        secret_key = _secret_key(env, instance_path, embedded)
+        public_base_url = _public_base_url(env)
+        zip_source = _zip_source(env)
+        log_level = _log_level(env)
+        smtp_url = _smtp_url(env)
+        redis_url = _redis_url(env)
+        job_timeout, smtp_timeout, webhook_timeout = _job_timeouts(env)
+        list_id = _list_id(env)
 
         return cls(
             database_url=database_url,

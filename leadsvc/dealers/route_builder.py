@@ -9,20 +9,24 @@ deactivation time (CLI, admin API), never per request; numpy is imported only wh
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from leadsvc.commit_order import next_delivery_seq
 from leadsvc.db import utcnow
-from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.distance_units import km_to_miles
 from leadsvc.geo.models import ZipCode
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 
 #: ZIPs per block of the ZIP x dealer matrix (block x dealers float64 values at a time).
 _CHUNK = 4096
+
+#: A ZIP's route: (dealer id, reason, distance in km or None).
+Route = tuple[int, str, float | None]
 
 
 @dataclass(frozen=True)
@@ -78,19 +82,17 @@ def _write_routes(session: Session, rows: list[tuple]) -> None:
         cursor.executemany(f"INSERT INTO zip_routes ({columns}) VALUES (?, ?, ?, ?, ?)", rows)
 
 
-def rebuild_routes(session: Session) -> RebuildReport:
-    """Recompute the routing table from the active dealers and territories (caller commits)."""
-    import numpy as np
-
-    from leadsvc.geo.distance import haversine_pairs_km
-
-    started = time.perf_counter()
-    _lock_rebuilds(session)
-    dealers = session.execute(
+def _active_dealers(session: Session) -> Sequence[sa.Row]:
+    """Id, latitude and longitude of each active dealer, in code order (see `compute_nearest`)."""
+    return session.execute(
         sa.select(Dealer.id, Dealer.latitude, Dealer.longitude)
         .where(Dealer.active)
         .order_by(Dealer.code)
     ).all()
+
+
+def _mapped_zip_centres(session: Session) -> dict[str, tuple[float, float]]:
+    """Each ZIP with a map position, in ZIP order, and its (latitude, longitude)."""
     zips = (
         session.connection()
         .execute(
@@ -100,33 +102,73 @@ def rebuild_routes(session: Session) -> RebuildReport:
         )
         .all()
     )
-    centre = {zip5: (lat, lon) for zip5, lat, lon in zips}
-    routes: dict[str, tuple[int, str, float | None]] = {}
+    return {zip5: (lat, lon) for zip5, lat, lon in zips}
 
+
+def _nearest_dealer_routes(
+    dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]]
+) -> dict[str, Route]:
+    """Route each ZIP with a centre to its nearest dealer, with the distance in km."""
+    import numpy as np
+
+    dealer_ids = np.array([d.id for d in dealers])
+    dealer_coords = np.array([(d.latitude, d.longitude) for d in dealers], dtype=np.float64)
+    zip_codes = list(centre)
+    zip_coords = np.array([centre[z] for z in zip_codes], dtype=np.float64).reshape(-1, 2)
+    nearest, distance = compute_nearest(zip_coords, dealer_coords)
+    ids = dealer_ids[nearest].tolist()
+    kms = np.round(distance, 3).tolist()
+    return {z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms, strict=True)}
+
+
+def _territory_routes(
+    session: Session, dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]]
+) -> dict[str, Route]:
+    """Route each territory ZIP of an active dealer to that dealer (km is None without centre)."""
+    import numpy as np
+
+    from leadsvc.geo.distance import haversine_pairs_km
+
+    by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
+    territories = session.execute(
+        sa.select(Territory.zip5, Territory.dealer_id)
+        .join(Dealer, Dealer.id == Territory.dealer_id)
+        .where(Dealer.active)
+    ).all()
+    routes: dict[str, Route] = {}
+    for zip5, dealer_id in territories:
+        km = None
+        if zip5 in centre:
+            pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
+            km = round(float(haversine_pairs_km(*pair)[0]), 3)
+        routes[zip5] = (dealer_id, "territory", km)
+    return routes
+
+
+def _record_rebuild(session: Session, report: RebuildReport) -> None:
+    """Store the rebuild's version stamp and figures as a `RoutingVersion` row."""
+    session.add(
+        RoutingVersion(
+            version=report.version,
+            dealers=report.dealers,
+            routed_zips=report.routed_zips,
+            territory_zips=report.territory_zips,
+            build_ms=report.build_ms,
+        )
+    )
+    session.flush()
+
+
+def rebuild_routes(session: Session) -> RebuildReport:
+    """Recompute the routing table from the active dealers and territories (caller commits)."""
+    started = time.perf_counter()
+    _lock_rebuilds(session)
+    dealers = _active_dealers(session)
+    centre = _mapped_zip_centres(session)
+    routes: dict[str, Route] = {}
     if dealers:
-        dealer_ids = np.array([d.id for d in dealers])
-        dealer_coords = np.array([(d.latitude, d.longitude) for d in dealers], dtype=np.float64)
-        zip_codes = list(centre)
-        zip_coords = np.array([centre[z] for z in zip_codes], dtype=np.float64).reshape(-1, 2)
-        nearest, distance = compute_nearest(zip_coords, dealer_coords)
-        ids = dealer_ids[nearest].tolist()
-        kms = np.round(distance, 3).tolist()
-        routes = {
-            z: (dealer, "nearest", km) for z, dealer, km in zip(zip_codes, ids, kms, strict=True)
-        }
-
-        by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
-        territories = session.execute(
-            sa.select(Territory.zip5, Territory.dealer_id)
-            .join(Dealer, Dealer.id == Territory.dealer_id)
-            .where(Dealer.active)
-        ).all()
-        for zip5, dealer_id in territories:
-            km = None
-            if zip5 in centre:
-                pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
-                km = round(float(haversine_pairs_km(*pair)[0]), 3)
-            routes[zip5] = (dealer_id, "territory", km)
+        routes = _nearest_dealer_routes(dealers, centre)
+        routes.update(_territory_routes(session, dealers, centre))
 
     version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1
     _write_routes(
@@ -135,14 +177,9 @@ def rebuild_routes(session: Session) -> RebuildReport:
     )
     territory_zips = sum(1 for _, reason, _ in routes.values() if reason == "territory")
     build_ms = int((time.perf_counter() - started) * 1000)
-    session.add(
-        RoutingVersion(
-            version=version, dealers=len(dealers), routed_zips=len(routes),
-            territory_zips=territory_zips, build_ms=build_ms,
-        )
-    )  # fmt: skip
-    session.flush()
-    return RebuildReport(version, len(dealers), len(routes), territory_zips, build_ms)
+    report = RebuildReport(version, len(dealers), len(routes), territory_zips, build_ms)
+    _record_rebuild(session, report)
+    return report
 
 
 def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int:
@@ -154,12 +191,14 @@ def reroute_unacknowledged(session: Session, dealer_id: int, reason: str) -> int
     route = sa.select(ZipRoute).where(ZipRoute.zip5 == Lead.zip5).correlate(Lead)
     # Lock the leads to move first: a concurrent acknowledgement then waits and sees the move,
     # and the moves recorded are exactly the leads updated.
-    moving = list(session.scalars(
-        sa.select(Lead.id)
-        .where(Lead.dealer_id == dealer_id, Lead.acknowledged_at.is_(None))
-        .order_by(Lead.id)
-        .with_for_update()
-    ))  # fmt: skip
+    moving = list(
+        session.scalars(
+            sa.select(Lead.id)
+            .where(Lead.dealer_id == dealer_id, Lead.acknowledged_at.is_(None))
+            .order_by(Lead.id)
+            .with_for_update()
+        )
+    )
     if not moving:
         return 0
     chosen = Lead.id.in_(moving)
