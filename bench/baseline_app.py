@@ -14,8 +14,13 @@ import sqlalchemy as sa
 from flask import Flask, jsonify, request
 
 #: The same pool as leadsvc's engine (leadsvc.db.create_db_engine).
-engine = sa.create_engine(os.environ["DATABASE_URL"], pool_size=5, max_overflow=5, pool_timeout=5,
-                          connect_args={"connect_timeout": 3})  # fmt: skip
+engine = sa.create_engine(
+    os.environ["DATABASE_URL"],
+    pool_size=5,
+    max_overflow=5,
+    pool_timeout=5,
+    connect_args={"connect_timeout": 3},
+)
 INSERT = sa.text(
     "INSERT INTO bench_baseline (email, first_name, last_name, zip) "
     "VALUES (:email, :first_name, :last_name, :zip) RETURNING id"

@@ -91,8 +91,11 @@ def _find_email(value) -> str | None:
 
 
 def dealers_with_webhooks(url: str) -> str:
-    lines = [line for line in (ROOT / "config/dealers.demo.csv").read_text().splitlines()
-             if not line.startswith("#")]  # fmt: skip
+    lines = [
+        line
+        for line in (ROOT / "config/dealers.demo.csv").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     rows = list(csv.DictReader(lines))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
@@ -119,9 +122,16 @@ def send(rate: int, seconds: int, zips: list[str], prefix: str) -> None:
         local.session = session
         email = f"{prefix}-{n}@example.com"
         try:
-            reply = session.post(url, json={"first_name": "Bench", "last_name": "Mark",
-                                            "email": email, "zip": zips[n % len(zips)]},
-                                 timeout=10)  # fmt: skip
+            reply = session.post(
+                url,
+                json={
+                    "first_name": "Bench",
+                    "last_name": "Mark",
+                    "email": email,
+                    "zip": zips[n % len(zips)],
+                },
+                timeout=10,
+            )
             return email, reply.status_code, time.time()
         except requests.RequestException:
             return email, 0, time.time()
@@ -161,25 +171,53 @@ def main() -> None:
             dealers = tmp_path / "dealers.csv"
             dealers.write_text(dealers_with_webhooks(f"http://127.0.0.1:{RECEIVER_PORT}"))
             for command in (["db", "upgrade"], ["dealers", "import", str(dealers)]):
-                subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,
-                               stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+                subprocess.run(
+                    ["leadsvc", *command],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    timeout=600,
+                )
             engine = sa.create_engine(pg_url)
             with engine.begin() as connection:
-                zips = [z for (z,) in connection.execute(sa.text(
-                    "SELECT zip5 FROM zip_routes WHERE dealer_id IS NOT NULL"))]  # fmt: skip
+                zips = [
+                    z
+                    for (z,) in connection.execute(
+                        sa.text("SELECT zip5 FROM zip_routes WHERE dealer_id IS NOT NULL")
+                    )
+                ]
             sample = random.Random(9).sample(zips, 300)
 
             processes.append(gunicorn("wsgi:app", ROOT / "config/gunicorn.conf.py", env, log))
             for command in (["worker"], ["worker"], ["relay"]):
-                processes.append(subprocess.Popen(["leadsvc", *command], cwd=ROOT, env=env,
-                                 stdout=log.open("ab"), stderr=subprocess.STDOUT))  # fmt: skip
+                processes.append(
+                    subprocess.Popen(
+                        ["leadsvc", *command],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log.open("ab"),
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             time.sleep(3)
             prefix = f"e2e-{uuid.uuid4().hex[:6]}"
             sender = subprocess.run(
-                [sys.executable, __file__, "--rate", str(args.rate), "--seconds",
-                 str(args.seconds), "--send", prefix, ",".join(sample)],
-                capture_output=True, text=True, timeout=args.seconds + 120,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--rate",
+                    str(args.rate),
+                    "--seconds",
+                    str(args.seconds),
+                    "--send",
+                    prefix,
+                    ",".join(sample),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.seconds + 120,
+            )
             sent = [json.loads(line) for line in sender.stdout.splitlines()]
             accepted = {r["email"]: r["at"] for r in sent if r["status"] == 202}
             deadline = time.time() + 120
@@ -191,8 +229,11 @@ def main() -> None:
             time.sleep(2)  # late duplicates, if any
             worker_rss = [rss_mb(p.pid) for p in processes[1:3]]
             with engine.begin() as connection:
-                by_status = dict(connection.execute(sa.text(
-                    "SELECT status, count(*) FROM outbox GROUP BY status")).all())  # fmt: skip
+                by_status = dict(
+                    connection.execute(
+                        sa.text("SELECT status, count(*) FROM outbox GROUP BY status")
+                    ).all()
+                )
             engine.dispose()
         finally:
             tear_down(processes, redis, args.postgres, pg_url)
@@ -201,16 +242,20 @@ def main() -> None:
     with receiver.lock:
         delays = [receiver.arrivals[e] - at for e, at in accepted.items() if e in receiver.arrivals]
         hits = receiver.hits
-    print(f"end-to-end latency, 202 -> dealer webhook ({args.rate} signups/s for "
-          f"{args.seconds} s; gunicorn + 2 rq workers + relay, private Redis)")  # fmt: skip
+    print(
+        f"end-to-end latency, 202 -> dealer webhook ({args.rate} signups/s for "
+        f"{args.seconds} s; gunicorn + 2 rq workers + relay, private Redis)"
+    )
     print(
         f"  signups sent {len(sent):,}, accepted (202) {len(accepted):,}, "
         f"webhooks received {len(delays):,}, duplicate webhook hits {hits - len(delays):,}"
     )
     if delays:
-        print(f"  p50 / p95 / p99 / max : {percentile(delays, 50):.3f} / "
-              f"{percentile(delays, 95):.3f} / {percentile(delays, 99):.3f} / "
-              f"{max(delays):.3f} s   (goal p95 < 1 s)")  # fmt: skip
+        print(
+            f"  p50 / p95 / p99 / max : {percentile(delays, 50):.3f} / "
+            f"{percentile(delays, 95):.3f} / {percentile(delays, 99):.3f} / "
+            f"{max(delays):.3f} s   (goal p95 < 1 s)"
+        )
     print(f"  outbox rows by status : {by_status}")
     print("  rq worker RSS, MB     : " + ", ".join(f"{m:.1f}" for m in worker_rss))
 

@@ -120,10 +120,22 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen:
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(port)
     return process
 
@@ -145,8 +157,11 @@ def gunicorn(
 ) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", str(config), app],
-        cwd=ROOT, env={**env, "PORT": str(port)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**env, "PORT": str(port)},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     wait_port(port)
     return process
 
@@ -161,8 +176,9 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def tear_down(processes: list[subprocess.Popen], redis: subprocess.Popen, postgres: str,
-              scratch_url: str) -> None:
+def tear_down(
+    processes: list[subprocess.Popen], redis: subprocess.Popen, postgres: str, scratch_url: str
+) -> None:
     """Stop what a benchmark started: its processes (last started first), its private Redis, and
     its scratch database on the server of `postgres`."""
     for process in reversed(processes):
@@ -174,10 +190,26 @@ def tear_down(processes: list[subprocess.Popen], redis: subprocess.Popen, postgr
 
 def wrk(script: Path, seconds: int, connections: int, prefix: str, port: int = WEB_PORT) -> dict:
     result = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}", "--", prefix],
-        capture_output=True, text=True, timeout=seconds + 60,
-    )  # fmt: skip
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     for line in result.stdout.splitlines():
         if line.startswith("RESULT "):
             figures = json.loads(line.removeprefix("RESULT "))
@@ -225,8 +257,14 @@ def main() -> None:
             env.pop("WEB_CONCURRENCY", None)
             demo = str(ROOT / "config/dealers.demo.csv")
             for command in (["db", "upgrade"], ["dealers", "import", demo]):
-                subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,
-                               stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+                subprocess.run(
+                    ["leadsvc", *command],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    timeout=600,
+                )
             engine = sa.create_engine(pg_url)
             with engine.begin() as connection:
                 connection.execute(sa.text(CREATE_TABLE))
@@ -281,31 +319,44 @@ def main() -> None:
             drop_postgres(args.postgres, pg_url)
 
     workers = len(app_rss)
-    print(f"signup throughput ({args.connections} connections; {args.rounds} rounds of "
-          f"{args.seconds} s per side, alternating, after a 5 s warm-up each; gunicorn {workers} "
-          f"workers, {dealers} dealers)")  # fmt: skip
-    print(f"  {'round':<8}{'':<31}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'non-2xx':>9}")  # fmt: skip
+    print(
+        f"signup throughput ({args.connections} connections; {args.rounds} rounds of "
+        f"{args.seconds} s per side, alternating, after a 5 s warm-up each; gunicorn {workers} "
+        f"workers, {dealers} dealers)"
+    )
+    print(
+        f"  {'round':<8}{'':<31}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+    )
     rps_ratios, p99_ratios = [], []
     for n, (base, app) in enumerate(zip(results["base"], results["signup"], strict=True), 1):
         for label, r in (("baseline INSERT ... RETURNING", base), ("leadsvc POST /signups", app)):
-            print(f"  {n:<8}{label:<31}{r['rps']:>9,.0f}{r['p50'] / 1000:>9.1f}"
-                  f"{r['p95'] / 1000:>9.1f}{r['p99'] / 1000:>9.1f}"
-                  f"{r['non2xx'] + r['socket_errors']:>9}")  # fmt: skip
+            print(
+                f"  {n:<8}{label:<31}{r['rps']:>9,.0f}{r['p50'] / 1000:>9.1f}"
+                f"{r['p95'] / 1000:>9.1f}{r['p99'] / 1000:>9.1f}"
+                f"{r['non2xx'] + r['socket_errors']:>9}"
+            )
         rps_ratios.append(app["rps"] / base["rps"])
         p99_ratios.append(app["p99"] / base["p99"])
-    print("  req/s ratio leadsvc / baseline per round: "
-          + ", ".join(f"{r:.2f}" for r in rps_ratios)
-          + f"; median {median(rps_ratios):.2f}   (goal >= 0.50)")  # fmt: skip
-    print("  p99 ratio leadsvc / baseline per round  : "
-          + ", ".join(f"{r:.2f}" for r in p99_ratios)
-          + f"; median {median(p99_ratios):.2f}   (goal <= 2.0)")  # fmt: skip
+    print(
+        "  req/s ratio leadsvc / baseline per round: "
+        + ", ".join(f"{r:.2f}" for r in rps_ratios)
+        + f"; median {median(rps_ratios):.2f}   (goal >= 0.50)"
+    )
+    print(
+        "  p99 ratio leadsvc / baseline per round  : "
+        + ", ".join(f"{r:.2f}" for r in p99_ratios)
+        + f"; median {median(p99_ratios):.2f}   (goal <= 2.0)"
+    )
     errors = sum(r["non2xx"] + r["socket_errors"] for side in results.values() for r in side)
     print(f"  errors (non-2xx or socket) in all rounds: {errors}")
     print(f"  leads stored {leads:,} ({routed:,} routed to a dealer), outbox rows {outbox:,}")
-    print("  web worker RSS after the load, MB : leadsvc "
-          + ", ".join(f"{m:.1f}" for m in app_rss) + "   (goal < 100)"
-          + "; baseline " + ", ".join(f"{m:.1f}" for m in base_rss))  # fmt: skip
+    print(
+        "  web worker RSS after the load, MB : leadsvc "
+        + ", ".join(f"{m:.1f}" for m in app_rss)
+        + "   (goal < 100)"
+        + "; baseline "
+        + ", ".join(f"{m:.1f}" for m in base_rss)
+    )
 
 
 if __name__ == "__main__":

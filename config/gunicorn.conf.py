@@ -16,8 +16,8 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leads
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 threads = int(os.environ.get("WEB_THREADS", "4"))
-# gthread that accepts a connection only with a free thread (see the module).
-worker_class = "leadsvc.ops.web_worker.BalancedThreadWorker"
+# Threads per worker: the request path waits on PostgreSQL, not on the CPU.
+worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
@@ -38,8 +38,9 @@ def when_ready(server):
     except Exception as error:  # the workers load them on first use, as without this hook
         server.log.warning("routing table not preloaded (%s)", type(error).__name__)
         return
-    server.log.info("routing table preloaded: %d ZIP codes routed, version %d", len(table),
-                    table.version)  # fmt: skip
+    server.log.info(
+        "routing table preloaded: %d ZIP codes routed, version %d", len(table), table.version
+    )
 
 
 def pre_fork(server, worker):

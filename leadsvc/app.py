@@ -2,51 +2,29 @@
 
 from __future__ import annotations
 
-from inspect import CO_COROUTINE
-from types import FunctionType, MethodType
-
 from flask import Flask
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from leadsvc import edge, input_bounds, jobs, request_context
+from leadsvc import edge, input_bounds, jobs, outbound, request_context
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
+from leadsvc.leads.email_address import EmailChecker
 from leadsvc.ops import health, metrics
 from leadsvc.ops.logs import configure_logging
 from leadsvc.settings import Settings
-from leadsvc.signups.email_address import EmailChecker
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from `settings` (default: the environment)."""
     settings = settings or Settings.from_env()
-    app = LeadsvcFlask(__name__, instance_path=str(settings.instance_path))
+    app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
     return app
-
-
-class LeadsvcFlask(Flask):
-    """Flask, with `ensure_sync` answering plain functions and methods from their code flags.
-
-    Flask asks `ensure_sync` about every hook and view of every request (about 20 per signup),
-    and `inspect.iscoroutinefunction` unwraps and inspects each one anew; a plain `def` is
-    passed through as before, anything else (a coroutine, a partial, a callable object) goes to
-    Flask's own check."""
-
-    def ensure_sync(self, func):
-        plain = func.__func__ if type(func) is MethodType else func
-        if (
-            type(plain) is FunctionType
-            and not plain.__code__.co_flags & CO_COROUTINE
-            and not hasattr(plain, "_is_coroutine_marker")  # inspect.markcoroutinefunction
-        ):
-            return func
-        return super().ensure_sync(func)
 
 
 class NoCookieSessions(SessionInterface):
@@ -78,9 +56,11 @@ def configure(app: Flask, settings: Settings) -> None:
     configure_logging(settings.log_level, settings.secret_key)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(
-            app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count,
+            app.wsgi_app,
+            x_for=settings.proxy_count,
+            x_proto=settings.proxy_count,
             x_host=settings.proxy_count,
-        )  # fmt: skip
+        )
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
@@ -93,6 +73,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         dns_timeout=settings.email_dns_timeout,
     )
     request_context.init_app(app)
+    outbound.init_app(app)
     jobs.init_app(app)
     input_bounds.init_app(app)
     edge.init_app(app)
@@ -103,11 +84,13 @@ def register_blueprints(app: Flask) -> None:
     from leadsvc.auth import register_security_scheme
     from leadsvc.consent.api import blp as consent_blp
     from leadsvc.dealers.api import admin_blp, dealer_blp
-    from leadsvc.geo.views import blp as zips_blp
     from leadsvc.outbound.views import pages as outbound_pages
     from leadsvc.signups.views import api_blp, pages
+    from leadsvc.signups.zip_lookup import blp as zips_blp
 
     register_security_scheme(api)
+    edge.limit_signups(app, api_blp)
+    edge.limit_signups(app, pages)
     api.register_blueprint(api_blp)
     api.register_blueprint(zips_blp)
     api.register_blueprint(dealer_blp)
@@ -120,6 +103,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from leadsvc.cli import register_commands as add_commands
+    from leadsvc.commands import register_commands as add_commands
 
     add_commands(app)

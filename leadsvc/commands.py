@@ -1,25 +1,12 @@
-"""The `leadsvc` command: a Flask CLI group (serve, db, zips; later issues add more)."""
+"""The service's own commands (serve, db, zips); `register_commands` adds every domain's too."""
 
 from __future__ import annotations
 
 import signal
-import sys
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
-
-from leadsvc.settings import SettingsError
-
-
-def _create_app():
-    from leadsvc.app import create_app
-
-    try:
-        return create_app()
-    except SettingsError as error:
-        click.echo(f"leadsvc: configuration error: {error}", err=True)
-        sys.exit(2)
+from flask.cli import with_appcontext
 
 
 @click.command("serve")
@@ -81,8 +68,7 @@ def db_upgrade_command() -> None:
 
     report = prepare_database(current_app._get_current_object())
     click.echo(
-        f"database at head; {report.zip_codes} ZIP codes in the directory; "
-        f"{report.dealers} dealers"
+        f"database at head; {report.zip_codes} ZIP codes in the directory; {report.dealers} dealers"
     )
 
 
@@ -122,14 +108,3 @@ def register_commands(app) -> None:
     domains = (DEALER_COMMANDS, KEY_COMMANDS, JOB_COMMANDS, CONSENT_COMMANDS)
     for command in (serve_command, db_group, zips_group, *(c for d in domains for c in d)):
         app.cli.add_command(command)
-
-
-main = FlaskGroup(
-    name="leadsvc",
-    create_app=_create_app,
-    add_default_commands=False,
-    add_version_option=False,
-    help="leadsvc: the service behind the 'Stay In the Loop' newsletter form.",
-)
-main.add_command(shell_command)
-main.add_command(routes_command, "urls")  # `routes` is the ZIP routing table

@@ -17,9 +17,11 @@ def next_delivery_seq(dialect: str):
     """A SQL expression for the feed position of a lead routed by the current transaction."""
     if dialect == "postgresql":
         return sa.literal_column("(pg_current_xact_id()::text::bigint)", sa.BigInteger)
-    return sa.text("(SELECT coalesce(max(delivery_seq), 0) + 1 FROM leads)").columns(
-        sa.column("seq", sa.BigInteger)
-    ).scalar_subquery()
+    return (
+        sa.text("(SELECT coalesce(max(delivery_seq), 0) + 1 FROM leads)")
+        .columns(sa.column("seq", sa.BigInteger))
+        .scalar_subquery()
+    )
 
 
 def settled_below(session: Session) -> int | None:

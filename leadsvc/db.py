@@ -114,11 +114,7 @@ class Database:
     @staticmethod
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
-        # A session with no transaction, no objects and nothing pending holds nothing to close
-        # (a new lead on PostgreSQL goes around it); closing it anyway cost every such signup.
-        if session is not None and (
-            session.in_transaction() or session.identity_map or session.new or session.deleted
-        ):
+        if session is not None:
             session.close()
 
 

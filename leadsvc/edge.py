@@ -2,8 +2,8 @@
 
 Rate limits (Flask-Limiter) hold per client IP (after ProxyFix; IPv6 grouped by /64, so one
 subscriber's addresses count once) and per normalised email across IPs. Their counters live in
-Redis when `REDIS_URL` is set (shared by every worker); if Redis is unreachable the limiter
-lets requests through and logs a warning rather than failing the signup.
+Redis when `REDIS_URL` is set (shared by every worker); while Redis is unreachable each process
+counts in memory (Flask-Limiter's in-memory fallback) rather than failing the signup.
 
 A key function never raises: Flask-Limiter treats any error while evaluating limits as a storage
 failure and lets the request through unlimited, so a body the email key cannot read (too large,
@@ -13,15 +13,16 @@ nested too deep) falls back to the client's address instead.
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 from flask_cors import CORS
+from flask_limiter import Limiter
 from werkzeug.exceptions import HTTPException
 
 from leadsvc.errors import FAILURE_MESSAGE
-from leadsvc.extensions import limiter
+from leadsvc.leads.email_address import EmailChecker, InvalidEmail
 from leadsvc.request_context import client_ip_key
-from leadsvc.signups.email_address import EmailChecker, InvalidEmail
 
 log = logging.getLogger(__name__)
 #: Normalises addresses exactly as a lead's `email_key` is made (no DNS: keys must be cheap).
@@ -64,16 +65,28 @@ def signup_email_limit() -> str:
     return current_app.config["LEADSVC_SETTINGS"].signup_limit_per_email
 
 
-def limit_signups(blueprint):
+LIMITER_KEY = "leadsvc.limiter"
+
+
+def limit_signups(app: Flask, blueprint) -> None:
     """Both signup limits on the POST routes of `blueprint`, answered (429, Retry-After) in the
     form's failure wording. Applied to blueprints: Flask-Limiter's per-view decorators do not
     reach flask-smorest's MethodViews. Shared limits: the form and the API draw on one budget
     per address and per email (a plain limit would count each endpoint apart)."""
-    limiter.shared_limit(signup_email_limit, "signup-email", key_func=email_key,
-                         error_message=FAILURE_MESSAGE, methods=["POST"])(blueprint)  # fmt: skip
-    limiter.shared_limit(signup_ip_limit, "signup-ip", key_func=client_ip_key,
-                         error_message=FAILURE_MESSAGE, methods=["POST"])(blueprint)  # fmt: skip
-    return blueprint
+    app.extensions[LIMITER_KEY].shared_limit(
+        signup_email_limit,
+        "signup-email",
+        key_func=email_key,
+        error_message=FAILURE_MESSAGE,
+        methods=["POST"],
+    )(blueprint)
+    app.extensions[LIMITER_KEY].shared_limit(
+        signup_ip_limit,
+        "signup-ip",
+        key_func=client_ip_key,
+        error_message=FAILURE_MESSAGE,
+        methods=["POST"],
+    )(blueprint)
 
 
 def _security_headers(response):
@@ -91,38 +104,14 @@ def _security_headers(response):
     return response
 
 
-def _note_own_retry_after(response):
-    """Runs just before Flask-Limiter's header hook: keeps the reply's own Retry-After."""
-    g.own_retry_after = response.headers.get("Retry-After")
+def _retry_after_on_429(response):
+    """A 429 tells the client when its window resets (Retry-After, in seconds); nothing else
+    carries the header unless the reply set its own (a 503's "5")."""
+    if response.status_code == 429 and "Retry-After" not in response.headers:
+        limit = current_app.extensions[LIMITER_KEY].current_limit
+        if limit is not None:
+            response.headers["Retry-After"] = str(max(1, int(limit.reset_at - time.time())))
     return response
-
-
-def _retry_after_only_where_meant(response):
-    """Runs just after Flask-Limiter's header hook, which sets Retry-After on every reply under a
-    limit (to its window's reset, raising a reply's own value to that): a 202 would tell clients
-    to wait a minute, and a 503's "try again in 5 s" would become 60. Only a 429 keeps the
-    limiter's value; any other reply keeps its own, or none."""
-    if response.status_code != 429:
-        own = g.pop("own_retry_after", None)
-        if own is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = own
-    return response
-
-
-class _StorageFailureIsAWarning(logging.Filter):
-    """Flask-Limiter logs a swallowed storage error (Redis down) as an ERROR with its traceback,
-    once per request; it is an expected degradation (limits fail open), so: one WARNING line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).endswith("Swallowing error"):
-            error = record.exc_info[1] if record.exc_info else None
-            record.msg = "rate limit storage unreachable (%s): request let through unlimited"
-            record.args = (type(error).__name__ if error else "unknown error",)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
-        return True
 
 
 def init_app(app: Flask) -> None:
@@ -130,19 +119,23 @@ def init_app(app: Flask) -> None:
     app.config.update(
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.3, "socket_timeout": 0.3}
-        if settings.redis_url else {},
+        if settings.redis_url
+        else {},
         RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_KEY_PREFIX="leadsvc",
         RATELIMIT_ENABLED=settings.rate_limits_enabled,
-    )  # fmt: skip
-    # after_request hooks run last-registered first: these two bracket the limiter's own.
-    app.after_request(_retry_after_only_where_meant)
+    )
+    limiter = Limiter(key_func=client_ip_key)  # one per app: its storage state is the app's
     limiter.init_app(app)
-    app.after_request(_note_own_retry_after)
-    if not any(isinstance(f, _StorageFailureIsAWarning) for f in limiter.logger.filters):
-        limiter.logger.addFilter(_StorageFailureIsAWarning())
+    app.extensions[LIMITER_KEY] = limiter
+    app.after_request(_retry_after_on_429)
     if settings.site_origins:
-        CORS(app, resources={PUBLIC_API: {"origins": list(settings.site_origins)}},
-             methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=3600)  # fmt: skip
+        CORS(
+            app,
+            resources={PUBLIC_API: {"origins": list(settings.site_origins)}},
+            methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=3600,
+        )
     app.after_request(_security_headers)

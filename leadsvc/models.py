@@ -11,11 +11,24 @@ from leadsvc.consent.models import (
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.geo.models import ZipCode
-from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 
 __all__ = [
-    "ApiKey", "Base", "ConsentEvent", "ConsentSeal", "ConsentText", "Dealer", "ErasedSubject",
-    "ExportAudit", "Lead", "LeadMove", "OutboxAttempt", "OutboxMessage", "RoutingVersion",
-    "Territory", "ZipCode", "ZipRoute",
-]  # fmt: skip
+    "ApiKey",
+    "Base",
+    "ConsentEvent",
+    "ConsentSeal",
+    "ConsentText",
+    "Dealer",
+    "ErasedSubject",
+    "ExportAudit",
+    "Lead",
+    "LeadMove",
+    "OutboxAttempt",
+    "OutboxMessage",
+    "RoutingVersion",
+    "Territory",
+    "ZipCode",
+    "ZipRoute",
+]

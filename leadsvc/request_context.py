@@ -5,11 +5,22 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+from dataclasses import dataclass
 
 from flask import Flask, g, request
 
-from leadsvc.consent.service import ConsentContext
 from leadsvc.input_bounds import without_controls
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentContext:
+    """How consent was given: the request's client address, browser, page and request id."""
+
+    ip: str | None
+    user_agent: str | None
+    source_url: str | None
+    request_id: str | None
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 

@@ -339,8 +339,9 @@ class SmtpSink:
         """The accepted messages, parsed (`email.message.EmailMessage`), in arrival order."""
         with self._lock:
             received = list(self.received)
-        return [email.message_from_bytes(data, policy=email.policy.default)
-                for _, _, data in received]  # fmt: skip
+        return [
+            email.message_from_bytes(data, policy=email.policy.default) for _, _, data in received
+        ]
 
     def wait_for(self, count: int, timeout: float = 15) -> list:
         wait_until(lambda: len(self.received) >= count, timeout, f"{count} emails")

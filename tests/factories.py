@@ -20,14 +20,34 @@ DEALER_HEADER = (
 )
 
 
-def dealer_line(code: str, zip5: str = "10001", *, state: str = "NY", latitude="", longitude="",
-                webhook_url="", webhook_secret="", name: str | None = None) -> str:  # fmt: skip
+def dealer_line(
+    code: str,
+    zip5: str = "10001",
+    *,
+    state: str = "NY",
+    latitude="",
+    longitude="",
+    webhook_url="",
+    webhook_secret="",
+    name: str | None = None,
+) -> str:
     """One CSV line of the dealer import format."""
-    return ",".join([
-        code, name or f"MINI {code}", "1 Main Street", "Town", state, zip5, "(800) 555-0100",
-        f"leads-{code.lower()}@example.com", webhook_url, webhook_secret, str(latitude),
-        str(longitude),
-    ])  # fmt: skip
+    return ",".join(
+        [
+            code,
+            name or f"MINI {code}",
+            "1 Main Street",
+            "Town",
+            state,
+            zip5,
+            "(800) 555-0100",
+            f"leads-{code.lower()}@example.com",
+            webhook_url,
+            webhook_secret,
+            str(latitude),
+            str(longitude),
+        ]
+    )
 
 
 def dealer_csv(*lines: str) -> str:

@@ -42,15 +42,24 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def contract_app(postgres_url, shared_zip_directory, tmp_path_factory):
     reset_postgres(postgres_url)
-    app = create_app(Settings(database_url=postgres_url, secret_key=TEST_SECRET_KEY,
-                              instance_path=tmp_path_factory.mktemp("contract")))  # fmt: skip
+    app = create_app(
+        Settings(
+            database_url=postgres_url,
+            secret_key=TEST_SECRET_KEY,
+            instance_path=tmp_path_factory.mktemp("contract"),
+        )
+    )
     app.config["TESTING"] = True  # no in-process outbox delivery thread outliving the module
     app.extensions["leadsvc.zip_directory"] = shared_zip_directory
     with db.sessionmaker(app)() as session:
-        import_dealers(session, dealer_csv(dealer_line("NY1", "10019"),
-                                           dealer_line("LA1", "90036", state="CA")))  # fmt: skip
-        keys = {role: create_key(session, role, "NY1" if role == "dealer" else None)[1]
-                for role in ("dealer", "admin", "compliance")}  # fmt: skip
+        import_dealers(
+            session,
+            dealer_csv(dealer_line("NY1", "10019"), dealer_line("LA1", "90036", state="CA")),
+        )
+        keys = {
+            role: create_key(session, role, "NY1" if role == "dealer" else None)[1]
+            for role in ("dealer", "admin", "compliance")
+        }
     client = app.test_client()
     for n, zip_code in enumerate(["10001", "90210", "09001", "10002"]):
         reply = client.post(
@@ -69,12 +78,21 @@ def contract_schema(contract_app):
 
 def _operations() -> list[tuple[str, str]]:
     """Every documented operation, read from an app that is built but never touches a database."""
-    app = create_app(Settings(database_url="sqlite://", secret_key=TEST_SECRET_KEY,
-                              instance_path=Path(tempfile.gettempdir())))  # fmt: skip
+    app = create_app(
+        Settings(
+            database_url="sqlite://",
+            secret_key=TEST_SECRET_KEY,
+            instance_path=Path(tempfile.gettempdir()),
+        )
+    )
     app.config["TESTING"] = True  # no in-process outbox delivery for this throwaway app
     spec = app.test_client().get("/api/openapi.json").get_json()
-    return sorted((method.upper(), path) for path, ops in spec["paths"].items()
-                  for method in ops if method != "parameters")  # fmt: skip
+    return sorted(
+        (method.upper(), path)
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if method != "parameters"
+    )
 
 
 def _key_for(path: str, keys: dict[str, str]) -> str | None:
@@ -92,8 +110,9 @@ def test_every_operation_holds_its_contract(contract_schema, contract_app, metho
     headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=40, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def holds(case):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
@@ -102,11 +121,18 @@ def test_every_operation_holds_its_contract(contract_schema, contract_app, metho
 
 def test_the_document_lists_every_operation(contract_app):
     spec = contract_app.test_client().get("/api/openapi.json").get_json()
-    operations = {(method.upper(), path) for path, ops in spec["paths"].items()
-                  for method in ops if method != "parameters"}  # fmt: skip
-    routed = {(method, re.sub(r"<(?:[^>]*:)?(\w+)>", r"{\1}", rule.rule))
-              for rule in contract_app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")
-              for method in rule.methods - {"HEAD", "OPTIONS"}}  # fmt: skip
+    operations = {
+        (method.upper(), path)
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if method != "parameters"
+    }
+    routed = {
+        (method, re.sub(r"<(?:[^>]*:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in contract_app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert {(m, p.replace("{zip_code}", "{zip}")) for m, p in operations} >= {
         (m, p.replace("{zip_code}", "{zip}")) for m, p in routed
     }

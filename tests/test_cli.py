@@ -72,9 +72,13 @@ def test_serve_with_no_settings_runs_the_embedded_default(tmp_path):
     """`leadsvc serve` alone: migrates SQLite under instance/, loads ZIPs, serves the form."""
     port = free_port()
     process = subprocess.Popen(
-        [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=clean_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [LEADSVC, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until_serving(process, f"http://127.0.0.1:{port}/")
         status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups", valid_signup())
@@ -92,24 +96,29 @@ def test_serve_with_no_settings_runs_the_embedded_default(tmp_path):
 
 @pytest.mark.slow
 def test_db_upgrade_on_postgresql(fresh_postgres_url, tmp_path):
-    env = clean_env(DATABASE_URL=fresh_postgres_url, SECRET_KEY=TEST_SECRET_KEY,
-                    INSTANCE_PATH=str(tmp_path))  # fmt: skip
-    first = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+    env = clean_env(
+        DATABASE_URL=fresh_postgres_url, SECRET_KEY=TEST_SECRET_KEY, INSTANCE_PATH=str(tmp_path)
+    )
+    first = subprocess.run(
+        [LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert first.returncode == 0, first.stderr
     assert "database at head" in first.stdout
     count = int(first.stdout.split(";")[1].split()[0])
     assert count > 41_000
-    again = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
-                           timeout=60)  # fmt: skip
+    again = subprocess.run(
+        [LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0 and f"{count} ZIP codes" in again.stdout
 
 
 def test_missing_secret_key_stops_the_start_with_a_clear_message(tmp_path):
-    env = clean_env(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1/test",
-                    INSTANCE_PATH=str(tmp_path))  # fmt: skip
-    result = subprocess.run([LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    env = clean_env(
+        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1/test", INSTANCE_PATH=str(tmp_path)
+    )
+    result = subprocess.run(
+        [LEADSVC, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "SECRET_KEY is required" in result.stderr
     assert "Traceback" not in result.stderr
@@ -122,9 +131,14 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
 
     reset_postgres(postgres_url)
     port = free_port()
-    env = clean_env(DATABASE_URL=postgres_url, SECRET_KEY=TEST_SECRET_KEY,
-                    INSTANCE_PATH=str(tmp_path),
-                    PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2")  # fmt: skip
+    env = clean_env(
+        DATABASE_URL=postgres_url,
+        SECRET_KEY=TEST_SECRET_KEY,
+        INSTANCE_PATH=str(tmp_path),
+        PORT=str(port),
+        HOST="127.0.0.1",
+        WEB_CONCURRENCY="2",
+    )
     scans_before = routing_table_loads(postgres_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "wsgi:app"],
@@ -138,11 +152,16 @@ def test_gunicorn_serves_wsgi_app_on_postgresql(postgres_url, tmp_path):
         wait_until_serving(process, f"http://127.0.0.1:{port}/")
         # The master loaded the routing table before forking (its connection is closed, so its
         # statistics are in); the workers serve signups from that copy and never load it.
-        wait_until(lambda: routing_table_loads(postgres_url) > scans_before, 10,
-                   "the master to load the routing table")  # fmt: skip
+        wait_until(
+            lambda: routing_table_loads(postgres_url) > scans_before,
+            10,
+            "the master to load the routing table",
+        )
         for n in range(4):
-            status, body = post_json(f"http://127.0.0.1:{port}/api/v1/signups",
-                                     valid_signup(email=f"person{n}@example.com"))  # fmt: skip
+            status, body = post_json(
+                f"http://127.0.0.1:{port}/api/v1/signups",
+                valid_signup(email=f"person{n}@example.com"),
+            )
             assert status == 202, body
         # Two workers answered; /metrics sums both (prometheus multiprocess mode).
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:

@@ -25,10 +25,10 @@ from leadsvc.consent.models import ConsentEvent
 from leadsvc.errors import FAILURE_MESSAGE, FIELD_ERRORS_MESSAGE
 from leadsvc.extensions import db
 from leadsvc.input_bounds import INVALID_JSON_MESSAGE, NOT_UTF8_MESSAGE, TOO_LARGE_MESSAGE
-from leadsvc.jobs.models import OutboxMessage
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.models import OutboxMessage
 from leadsvc.settings import Settings
 from leadsvc.signups.abuse import form_token
-from leadsvc.signups.models import Lead
 from leadsvc.signups.schemas import (
     INVALID_EMAIL,
     INVALID_ZIP,
@@ -54,8 +54,12 @@ EMAIL = valid_signup()["email"]  # the person signed up before each row
 
 def form_fields(**overrides) -> dict:
     """What the page posts (with a genuine render time), the person's typing changed."""
-    data = {**valid_signup(), "consent_text_version": "1", "website": "",
-            "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60)}  # fmt: skip
+    data = {
+        **valid_signup(),
+        "consent_text_version": "1",
+        "website": "",
+        "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60),
+    }
     data.update(overrides)
     return data
 
@@ -75,8 +79,11 @@ def multipart(fields: dict, boundary: str = "leadsvc-boundary") -> bytes:
     out = b""
     for key, value in fields.items():
         raw = value if isinstance(value, bytes) else str(value).encode()
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"\r\n\r\n".encode()
-                + raw + b"\r\n")  # fmt: skip
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
+            + raw
+            + b"\r\n"
+        )
     return out + f"--{boundary}--\r\n".encode()
 
 
@@ -135,22 +142,42 @@ CASES = [
     # --- the JSON API: size, type, encoding, shape ---
     api_json("api-oversize-body", 413, TOO_LARGE_MESSAGE, first_name=OVERSIZE),
     # The type is refused first: the body is never read.
-    Bad("api-oversize-text-plain", API, 415, JSON_ONLY, data=b" " * (CAP + 1),
-        content_type="text/plain"),
+    Bad(
+        "api-oversize-text-plain",
+        API,
+        415,
+        JSON_ONLY,
+        data=b" " * (CAP + 1),
+        content_type="text/plain",
+    ),
     api_raw("api-text-plain", 415, JSON_ONLY, VALID_JSON.encode(), "text/plain"),
     api_raw("api-no-content-type", 415, JSON_ONLY, VALID_JSON.encode(), None),
     Bad("api-form-encoded", API, 415, JSON_ONLY, data=valid_signup()),
     api_raw("api-multipart", 415, JSON_ONLY, multipart(valid_signup()), MULTIPART),
-    api_raw("api-xml", 415, JSON_ONLY, b"<signup><first_name>Jane</first_name></signup>",
-            "application/xml"),
+    api_raw(
+        "api-xml",
+        415,
+        JSON_ONLY,
+        b"<signup><first_name>Jane</first_name></signup>",
+        "application/xml",
+    ),
     api_raw("api-invalid-json", 400, INVALID_JSON_MESSAGE, VALID_JSON[:-10].encode()),
     api_raw("api-single-quoted-json", 400, INVALID_JSON_MESSAGE, SINGLE_QUOTED),
     api_raw("api-invalid-utf8", 400, NOT_UTF8_MESSAGE, LATIN1_JSON),
-    api_raw("api-latin1-charset", 400, NOT_UTF8_MESSAGE, LATIN1_JSON,
-            "application/json; charset=iso-8859-1"),
+    api_raw(
+        "api-latin1-charset",
+        400,
+        NOT_UTF8_MESSAGE,
+        LATIN1_JSON,
+        "application/json; charset=iso-8859-1",
+    ),
     api_raw("api-utf16", 400, NOT_UTF8_MESSAGE, VALID_JSON.encode("utf-16")),
-    api_raw("api-deeply-nested", 400, INVALID_JSON_MESSAGE,
-            b'{"utm": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    api_raw(
+        "api-deeply-nested",
+        400,
+        INVALID_JSON_MESSAGE,
+        b'{"utm": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ),
     Bad("api-array-body", API, 422, NOT_AN_OBJECT, "_schema", json=[valid_signup()]),
     Bad("api-string-body", API, 422, NOT_AN_OBJECT, "_schema", json=f"Jane Doe {EMAIL}"),
     # --- the JSON API: control and header characters ---
@@ -163,24 +190,54 @@ CASES = [
     api_field("api-line-separator-in-first-name", "first_name", FIRST, "Jane\u2028Doe"),
     api_field("api-c1-control-in-last-name", "last_name", LAST, "Doe\x85"),
     api_field("api-bidi-override-in-last-name", "last_name", LAST, "\u202eeoD"),
-    api_raw("api-lone-surrogate-in-first-name", 422, FIRST,
-            VALID_JSON.replace("Jane", "Jane\\ud800").encode(), field="first_name"),
-    api_json("api-crlf-in-utm", 422, "Please enter a valid utm_source.", "utm.utm_source",
-             utm={"utm_source": "news\r\nSet-Cookie: x=1"}),
-    api_raw("api-nul-in-a-field-name", 422, UNKNOWN_FIELD,
-            VALID_JSON.replace('"zip"', '"zip": "10001", "zip\\u0000"').encode(), field="zip\x00"),
+    api_raw(
+        "api-lone-surrogate-in-first-name",
+        422,
+        FIRST,
+        VALID_JSON.replace("Jane", "Jane\\ud800").encode(),
+        field="first_name",
+    ),
+    api_json(
+        "api-crlf-in-utm",
+        422,
+        "Please enter a valid utm_source.",
+        "utm.utm_source",
+        utm={"utm_source": "news\r\nSet-Cookie: x=1"},
+    ),
+    api_raw(
+        "api-nul-in-a-field-name",
+        422,
+        UNKNOWN_FIELD,
+        VALID_JSON.replace('"zip"', '"zip": "10001", "zip\\u0000"').encode(),
+        field="zip\x00",
+    ),
     # --- the JSON API: 10,000-character fields ---
     api_field("api-10k-first-name", "first_name", FIRST, "J" * TEN_THOUSAND),
     api_field("api-10k-last-name", "last_name", LAST, "D" * TEN_THOUSAND),
     api_field("api-10k-email", "email", INVALID_EMAIL, "j" * TEN_THOUSAND + "@example.com"),
     api_field("api-10k-zip", "zip", INVALID_ZIP, "1" * TEN_THOUSAND),
     api_field("api-10k-source", "source", SOURCE, "https://www.miniusa.com/" + "a" * TEN_THOUSAND),
-    api_json("api-10k-utm-value", 422, "Please enter a valid utm_campaign.", "utm.utm_campaign",
-             utm={"utm_campaign": "c" * TEN_THOUSAND}),
-    api_json("api-10k-interest", 422, "Please enter a valid interest.", "interests.0",
-             interests=["i" * TEN_THOUSAND]),
-    api_json("api-too-many-interests", 422, "Please choose at most 20 interests.", "interests",
-             interests=[f"interest {n}" for n in range(500)]),
+    api_json(
+        "api-10k-utm-value",
+        422,
+        "Please enter a valid utm_campaign.",
+        "utm.utm_campaign",
+        utm={"utm_campaign": "c" * TEN_THOUSAND},
+    ),
+    api_json(
+        "api-10k-interest",
+        422,
+        "Please enter a valid interest.",
+        "interests.0",
+        interests=["i" * TEN_THOUSAND],
+    ),
+    api_json(
+        "api-too-many-interests",
+        422,
+        "Please choose at most 20 interests.",
+        "interests",
+        interests=[f"interest {n}" for n in range(500)],
+    ),
     # --- the JSON API: arrays, objects, numbers where strings belong ---
     api_field("api-array-first-name", "first_name", FIRST, ["Jane"]),
     api_field("api-array-email", "email", INVALID_EMAIL, [EMAIL, "other@example.com"]),
@@ -192,36 +249,70 @@ CASES = [
     api_field("api-string-interests", "interests", "Please give interests as a list.", "cars"),
     api_field("api-string-consent-version", "consent_text_version", STALE_CONSENT_TEXT, "1"),
     api_field("api-huge-consent-version", "consent_text_version", STALE_CONSENT_TEXT, 10**30),
-    api_raw("api-nan-consent-version", 422, STALE_CONSENT_TEXT,
-            VALID_JSON.replace("{", '{"consent_text_version": NaN, ', 1).encode(),
-            field="consent_text_version"),
+    api_raw(
+        "api-nan-consent-version",
+        422,
+        STALE_CONSENT_TEXT,
+        VALID_JSON.replace("{", '{"consent_text_version": NaN, ', 1).encode(),
+        field="consent_text_version",
+    ),
     api_field("api-unknown-field", "is_admin", UNKNOWN_FIELD, True),
     # --- the JSON API: SQL and script text ---
     api_field("api-sql-in-email", "email", INVALID_EMAIL, f"{EMAIL}' OR '1'='1"),
     api_field("api-sql-in-zip", "zip", INVALID_ZIP, "10001'; DROP TABLE leads; --"),
-    api_field("api-sql-in-consent-version", "consent_text_version", STALE_CONSENT_TEXT,
-              "1 OR 1=1"),
+    api_field("api-sql-in-consent-version", "consent_text_version", STALE_CONSENT_TEXT, "1 OR 1=1"),
     api_field("api-script-in-first-name", "first_name", FIRST, "<script>alert(1)</script>"),
     api_field("api-markup-in-last-name", "last_name", LAST, '<img src=x onerror="alert(1)">'),
     api_field("api-script-url-as-source", "source", SOURCE, "javascript:alert(document.cookie)"),
     api_field("api-url-as-first-name", "first_name", FIRST, "Visit www.spam.example.com"),
     # --- the form: size and encoding ---
     Bad("form-oversize", FORM, 413, TOO_LARGE_MESSAGE, data=form_fields(first_name=OVERSIZE)),
-    Bad("form-oversize-multipart", FORM, 413, TOO_LARGE_MESSAGE,
-        data=multipart(form_fields(first_name=OVERSIZE)), content_type=MULTIPART),
-    Bad("form-invalid-utf8-escape", FORM, 400, NOT_UTF8_MESSAGE,
-        data=form_bytes(first_name=b"Jan%E9"), content_type="application/x-www-form-urlencoded"),
-    Bad("form-raw-latin1-bytes", FORM, 400, NOT_UTF8_MESSAGE,
-        data=form_bytes(first_name=b"Jan\xe9"), content_type="application/x-www-form-urlencoded"),
-    Bad("form-multipart-latin1", FORM, 400, NOT_UTF8_MESSAGE,
-        data=multipart(form_fields(first_name=b"Jan\xe9")), content_type=MULTIPART),
+    Bad(
+        "form-oversize-multipart",
+        FORM,
+        413,
+        TOO_LARGE_MESSAGE,
+        data=multipart(form_fields(first_name=OVERSIZE)),
+        content_type=MULTIPART,
+    ),
+    Bad(
+        "form-invalid-utf8-escape",
+        FORM,
+        400,
+        NOT_UTF8_MESSAGE,
+        data=form_bytes(first_name=b"Jan%E9"),
+        content_type="application/x-www-form-urlencoded",
+    ),
+    Bad(
+        "form-raw-latin1-bytes",
+        FORM,
+        400,
+        NOT_UTF8_MESSAGE,
+        data=form_bytes(first_name=b"Jan\xe9"),
+        content_type="application/x-www-form-urlencoded",
+    ),
+    Bad(
+        "form-multipart-latin1",
+        FORM,
+        400,
+        NOT_UTF8_MESSAGE,
+        data=multipart(form_fields(first_name=b"Jan\xe9")),
+        content_type=MULTIPART,
+    ),
     # --- the form: bodies no form sends (a valid signup each, with a genuine render time) ---
     Bad("form-json-body", FORM, 415, FORM_ONLY, json=form_fields()),
     Bad("form-text-plain", FORM, 415, FORM_ONLY, data=form_bytes(), content_type="text/plain"),
     Bad("form-no-content-type", FORM, 415, FORM_ONLY, data=form_bytes()),
     # --- the form: a page's form that lost its render time (the bot rule is below) ---
-    Bad("form-empty-multipart", FORM, 422, REQUIRED, "first_name",
-        data=multipart({"form_token": form_fields()["form_token"]}), content_type=MULTIPART),
+    Bad(
+        "form-empty-multipart",
+        FORM,
+        422,
+        REQUIRED,
+        "first_name",
+        data=multipart({"form_token": form_fields()["form_token"]}),
+        content_type=MULTIPART,
+    ),
     # --- the form: control characters, long fields, SQL and script text ---
     form_field("form-nul-in-first-name", "first_name", FIRST, "Ja\x00ne"),
     form_field("form-crlf-in-last-name", "last_name", LAST, "Doe\r\nBcc: victim@example.com"),
@@ -233,10 +324,15 @@ CASES = [
     form_field("form-script-in-first-name", "first_name", FIRST, "<script>alert(1)</script>"),
     form_field("form-sql-in-zip", "zip", INVALID_ZIP, "10001' OR '1'='1"),
     form_field("form-sql-in-email", "email", INVALID_EMAIL, "x@example.com; DROP TABLE leads"),
-    Bad("form-sql-in-consent-version", FORM, 422, STALE_CONSENT_TEXT,
-        data=form_fields(consent_text_version="1; DROP TABLE consent_events")),
+    Bad(
+        "form-sql-in-consent-version",
+        FORM,
+        422,
+        STALE_CONSENT_TEXT,
+        data=form_fields(consent_text_version="1; DROP TABLE consent_events"),
+    ),
     Bad("form-nul-in-utm", FORM, 422, FAILURE_MESSAGE, data=form_fields(utm_source="news\x00")),
-]  # fmt: skip
+]
 
 
 def snapshot(session) -> tuple:
@@ -315,9 +411,13 @@ def sqlite_table(sqlite_template, shared_zip_directory, tmp_path_factory):
     """One app on a SQLite copy for every row (the conftest `app` is built per test)."""
     folder = tmp_path_factory.mktemp("bad-input")
     shutil.copyfile(sqlite_template, folder / "leadsvc.db")
-    settings = Settings(database_url=f"sqlite:///{folder / 'leadsvc.db'}",
-                        secret_key=TEST_SECRET_KEY, instance_path=folder / "instance",
-                        rate_limits_enabled=False, min_fill_seconds=0)  # fmt: skip
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'leadsvc.db'}",
+        secret_key=TEST_SECRET_KEY,
+        instance_path=folder / "instance",
+        rate_limits_enabled=False,
+        min_fill_seconds=0,
+    )
     app = create_app(settings)
     app.config["TESTING"] = True
     app.extensions["leadsvc.zip_directory"] = shared_zip_directory
@@ -360,8 +460,13 @@ def test_an_oversize_body_sent_without_a_length_is_cut_off_with_413(live_server,
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
         chunks = iter([body[i : i + 4096] for i in range(0, len(body), 4096)])
-        connection.request("POST", API, body=chunks, encode_chunked=True,
-                           headers={"Content-Type": "application/json"})  # fmt: skip
+        connection.request(
+            "POST",
+            API,
+            body=chunks,
+            encode_chunked=True,
+            headers={"Content-Type": "application/json"},
+        )
         response = connection.getresponse()
         reply = json.loads(response.read())
     finally:
@@ -380,10 +485,13 @@ def test_a_streamed_form_cut_off_at_the_cap_is_not_taken_for_a_whole_one(live_se
     body = form_bytes() + b"&padding=" + b"p" * CAP
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        connection.request("POST", FORM, body=iter([body[i:i + 1000]
-                                                    for i in range(0, len(body), 1000)]),
-                           headers={"Content-Type": "application/x-www-form-urlencoded"},
-                           encode_chunked=True)  # fmt: skip
+        connection.request(
+            "POST",
+            FORM,
+            body=iter([body[i : i + 1000] for i in range(0, len(body), 1000)]),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            encode_chunked=True,
+        )
         response = connection.getresponse()
         page = response.read().decode()
     finally:
@@ -417,8 +525,14 @@ def test_a_streamed_body_under_the_cap_is_read_whole(live_server, session):
 
 def test_a_person_can_still_type_accents_quotes_and_non_latin_names(client, session):
     """The bounds refuse bytes and controls, not people: UTF-8 text of every kind passes."""
-    names = [("Zoë", "O'Brien-Núñez"), ("José", "d'Avila"), ("Łukasz", "Żółć"), ("Mário", "Sá"),
-             ("María José", "García Márquez"), ("Björk", "Guðmundsdóttir")]  # fmt: skip
+    names = [
+        ("Zoë", "O'Brien-Núñez"),
+        ("José", "d'Avila"),
+        ("Łukasz", "Żółć"),
+        ("Mário", "Sá"),
+        ("María José", "García Márquez"),
+        ("Björk", "Guðmundsdóttir"),
+    ]
     for n, (first, last) in enumerate(names):
         assert (
             client.post(
@@ -426,13 +540,16 @@ def test_a_person_can_still_type_accents_quotes_and_non_latin_names(client, sess
             ).status_code
             == 202
         )
-    data = urllib.parse.urlencode(form_fields(first_name="Chloé", last_name="Brontë",
-                                              email="form@example.com")).encode()  # fmt: skip
+    data = urllib.parse.urlencode(
+        form_fields(first_name="Chloé", last_name="Brontë", email="form@example.com")
+    ).encode()
     form = client.post(FORM, data=data, content_type="application/x-www-form-urlencoded")
     assert form.status_code == 200
-    upload = client.post(FORM, data=multipart(form_fields(first_name="Søren",
-                                                          email="mp@example.com")),
-                         content_type=MULTIPART)  # fmt: skip
+    upload = client.post(
+        FORM,
+        data=multipart(form_fields(first_name="Søren", email="mp@example.com")),
+        content_type=MULTIPART,
+    )
     assert upload.status_code == 200
     stored = {row[0] for row in session.execute(sa.select(Lead.first_name))}
     assert stored == {first for first, _ in names} | {"Chloé", "Søren"}
@@ -452,6 +569,9 @@ def test_an_unreadable_body_is_not_a_server_error_on_any_endpoint(client, sessio
     for path in ("/api/v1/admin/dealers", "/api/v1/dealer/leads/ack", "/unsubscribe/some-token"):
         nested = client.post(path, data=b"[" * 5000 + b"]" * 5000, content_type="application/json")
         assert nested.status_code == 400, path
-        latin1 = client.post(path, data=b"List-Unsubscribe=One-Click&x=\xe9",
-                             content_type="application/x-www-form-urlencoded")  # fmt: skip
+        latin1 = client.post(
+            path,
+            data=b"List-Unsubscribe=One-Click&x=\xe9",
+            content_type="application/x-www-form-urlencoded",
+        )
         assert latin1.status_code == 400, path

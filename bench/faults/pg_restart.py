@@ -99,8 +99,10 @@ class PrivateCluster:
             command = ["runuser", "-u", self.user, "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode:
-            raise RuntimeError(f"{program} {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}")  # fmt: skip
+            raise RuntimeError(
+                f"{program} {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
 
     def __enter__(self) -> PrivateCluster:
         with socket.socket() as sock:
@@ -111,8 +113,20 @@ class PrivateCluster:
             if self.user:
                 entry = pwd.getpwnam(self.user)
                 os.chown(self.dir, entry.pw_uid, entry.pw_gid)
-            self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres",
-                      "--no-sync", "-E", "UTF8", "--locale", "C")  # fmt: skip
+            self._run(
+                "initdb",
+                "-D",
+                str(self.dir / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale",
+                "C",
+            )
             self.start()
         except BaseException:
             self.close()
@@ -120,10 +134,23 @@ class PrivateCluster:
         return self
 
     def start(self) -> None:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.dir} -c fsync=off")  # fmt: skip
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "server.log"),
-                  "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.dir} -c fsync=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self.running = True
 
     def stop(self) -> None:
@@ -160,15 +187,19 @@ class Reply:
             body = json.loads(self.body)
         except ValueError:
             return False
-        return isinstance(body, dict) and body.get("message") == FORM_FAILURE and \
-            body.get("code") == self.status  # fmt: skip
+        return (
+            isinstance(body, dict)
+            and body.get("message") == FORM_FAILURE
+            and body.get("code") == self.status
+        )
 
     def trace(self) -> bool:
         return any(marker in self.body.lower() for marker in TRACE_MARKERS)
 
 
-def send_load(rate: float, seconds: int, senders: int, tag: str, started: float,
-              abort: threading.Event) -> list[Reply | None]:  # fmt: skip
+def send_load(
+    rate: float, seconds: int, senders: int, tag: str, started: float, abort: threading.Event
+) -> list[Reply | None]:
     """`rate` signups/s for `seconds` from `senders` threads, open loop, one address each
     (None for the signups not sent because `abort` was set)."""
     url = f"http://127.0.0.1:{WEB_PORT}/api/v1/signups"
@@ -177,15 +208,25 @@ def send_load(rate: float, seconds: int, senders: int, tag: str, started: float,
         if abort.wait(max(0.0, started + n / rate - time.time())):
             return None
         email = f"{PREFIX}{tag}-{n}@example.com"
-        body = {"first_name": "Fault", "last_name": "Test", "email": email,
-                "zip": ZIPS[n % len(ZIPS)]}  # fmt: skip
+        body = {
+            "first_name": "Fault",
+            "last_name": "Test",
+            "email": email,
+            "zip": ZIPS[n % len(ZIPS)],
+        }
         sent = time.time()
         try:
             reply = requests.post(url, json=body, timeout=20)  # a fresh connection each
         except requests.RequestException as error:
             return Reply(email, sent, time.time(), 0, "", None, type(error).__name__)
-        return Reply(email, sent, time.time(), reply.status_code, reply.text[:4000],
-                     reply.headers.get("Retry-After"))  # fmt: skip
+        return Reply(
+            email,
+            sent,
+            time.time(),
+            reply.status_code,
+            reply.text[:4000],
+            reply.headers.get("Retry-After"),
+        )
 
     with ThreadPoolExecutor(max_workers=senders) as pool:
         return list(pool.map(one, range(int(rate * seconds))))
@@ -201,18 +242,28 @@ def stored_state(stack: FaultStack, tag: str) -> dict[str, tuple[int, int, dict]
     )
     for email, count in leads:
         state[email][0] = count
-    events = stack.query(sa.text(
-        "SELECT subject, count(*) FROM consent_events WHERE event_type = 'given' "
-        "AND subject LIKE :pattern GROUP BY subject"), pattern)  # fmt: skip
+    events = stack.query(
+        sa.text(
+            "SELECT subject, count(*) FROM consent_events WHERE event_type = 'given' "
+            "AND subject LIKE :pattern GROUP BY subject"
+        ),
+        pattern,
+    )
     for subject, count in events:
         state[subject][1] = count
-    rows = stack.query(sa.text(
-        "SELECT l.email, o.kind, count(*) FROM outbox o JOIN leads l ON l.id = o.lead_id "
-        "WHERE l.email LIKE :pattern GROUP BY l.email, o.kind"), pattern)  # fmt: skip
+    rows = stack.query(
+        sa.text(
+            "SELECT l.email, o.kind, count(*) FROM outbox o JOIN leads l ON l.id = o.lead_id "
+            "WHERE l.email LIKE :pattern GROUP BY l.email, o.kind"
+        ),
+        pattern,
+    )
     for email, kind, count in rows:
         state[email][2][kind] = count
-    return {email: (n_leads, n_events, dict(kinds)) for email, (n_leads, n_events, kinds)
-            in state.items()}  # fmt: skip
+    return {
+        email: (n_leads, n_events, dict(kinds))
+        for email, (n_leads, n_events, kinds) in state.items()
+    }
 
 
 def web_log_lines(path: Path) -> tuple[int, list[str]]:
@@ -362,10 +413,14 @@ def main() -> None:
         failures.append("refusals at the end of the load")
     if partial:
         failures.append("partial or missing rows")
-    if (delivered.welcome, delivered.welcome_missing, delivered.welcome_duplicates) != \
-            (len(stored_people), 0, 0) or delivered.dealer_mails != len(stored_people) or \
-            delivered.hook_hits != len(stored_people) or \
-            delivered.hook_deliveries != len(stored_people) or to_absent:  # fmt: skip
+    if (
+        (delivered.welcome, delivered.welcome_missing, delivered.welcome_duplicates)
+        != (len(stored_people), 0, 0)
+        or delivered.dealer_mails != len(stored_people)
+        or delivered.hook_hits != len(stored_people)
+        or delivered.hook_deliveries != len(stored_people)
+        or to_absent
+    ):
         failures.append("deliveries not exactly once")
     if not settled or sent_statuses - {"sent"}:
         failures.append("outbox rows not all sent")
@@ -378,44 +433,71 @@ def main() -> None:
         return at - started
 
     what = f"stopped {args.outage:g} s" if args.outage else "stopped and started again at once"
-    print(f"fault: private PostgreSQL (127.0.0.1:{args.port}) {what} "
-          f"(from second {args.at:g}) during {args.seconds} s of {args.rate:g} signups/s, "
-          f"{args.senders} senders")  # fmt: skip
-    print(f"  PostgreSQL stopping at {rel(marks['stop']):.1f} s, down at {rel(marks['down']):.1f} "
-          f"s, starting at {rel(marks['start']):.1f} s, accepting again at "
-          f"{rel(marks['up']):.1f} s")  # fmt: skip
-    print(f"  signups sent {len(replies)}: answered before the stop {dict(by_phase['before'])}; "
-          f"sent or answered during the outage {dict(by_phase['during'])}; sent after "
-          f"PostgreSQL was back {dict(by_phase['after'])}")  # fmt: skip
-    print(f"  503 replies {len(refused)}: with the form's failure message {with_message}, with "
-          f"Retry-After {with_retry_after}; expected {len(refused)}")  # fmt: skip
-    print(f"  other replies {dict(collections.Counter(r.status for r in odd))} (0: no reply), "
-          f"replies carrying a trace {len(traces)}; expected none")  # fmt: skip
-    print(f"  after PostgreSQL was back: refused {len(after_refused)} of {len(after)}; first "
-          + (f"202 sent {first_ok - marks['up']:.1f} s after" if first_ok else "202: none")
-          + "; expected 0 refused")  # fmt: skip
-    print(f"  signups sent in the last {started + args.seconds - window_start:.0f} s {len(last)}, "
-          f"accepted {last_ok}; expected {len(last)} (gunicorn not restarted)")  # fmt: skip
-    print(f"  accepted {len(accepted)}: stored in full (1 lead, 1 'given' event, 3 outbox rows) "
-          f"{len(complete)}; expected {len(accepted)}")  # fmt: skip
-    print(f"  refused {len(refused) + len(odd)}: nothing stored {len(absent)}, stored in full "
-          f"although answered 503 (commit done, reply lost) {len(committed_503)}")  # fmt: skip
+    print(
+        f"fault: private PostgreSQL (127.0.0.1:{args.port}) {what} "
+        f"(from second {args.at:g}) during {args.seconds} s of {args.rate:g} signups/s, "
+        f"{args.senders} senders"
+    )
+    print(
+        f"  PostgreSQL stopping at {rel(marks['stop']):.1f} s, down at {rel(marks['down']):.1f} "
+        f"s, starting at {rel(marks['start']):.1f} s, accepting again at "
+        f"{rel(marks['up']):.1f} s"
+    )
+    print(
+        f"  signups sent {len(replies)}: answered before the stop {dict(by_phase['before'])}; "
+        f"sent or answered during the outage {dict(by_phase['during'])}; sent after "
+        f"PostgreSQL was back {dict(by_phase['after'])}"
+    )
+    print(
+        f"  503 replies {len(refused)}: with the form's failure message {with_message}, with "
+        f"Retry-After {with_retry_after}; expected {len(refused)}"
+    )
+    print(
+        f"  other replies {dict(collections.Counter(r.status for r in odd))} (0: no reply), "
+        f"replies carrying a trace {len(traces)}; expected none"
+    )
+    print(
+        f"  after PostgreSQL was back: refused {len(after_refused)} of {len(after)}; first "
+        + (f"202 sent {first_ok - marks['up']:.1f} s after" if first_ok else "202: none")
+        + "; expected 0 refused"
+    )
+    print(
+        f"  signups sent in the last {started + args.seconds - window_start:.0f} s {len(last)}, "
+        f"accepted {last_ok}; expected {len(last)} (gunicorn not restarted)"
+    )
+    print(
+        f"  accepted {len(accepted)}: stored in full (1 lead, 1 'given' event, 3 outbox rows) "
+        f"{len(complete)}; expected {len(accepted)}"
+    )
+    print(
+        f"  refused {len(refused) + len(odd)}: nothing stored {len(absent)}, stored in full "
+        f"although answered 503 (commit done, reply lost) {len(committed_503)}"
+    )
     print(f"  partial or missing rows (any reply) {len(partial)}; expected 0")
-    print("\n".join(delivered.lines()).replace(
-        "welcome emails", "(stored signups) welcome emails", 1))  # fmt: skip
+    print(
+        "\n".join(delivered.lines()).replace("welcome emails", "(stored signups) welcome emails", 1)
+    )
     print(f"  messages to addresses refused and not stored {to_absent}; expected 0")
-    print(f"  worker/relay restarts after exiting: {restarts or 0}; gunicorn master "
-          + ("still running" if master_alive else "DIED")
-          + f", web workers replaced {replaced}; expected 0")  # fmt: skip
-    print(f"  web log: 'database unavailable' lines {unavailable}, unexpected failures "
-          f"{len(unexpected)}; expected 0 unexpected")  # fmt: skip
-    print("  outbox rows (kind, status, count): "
-          + ", ".join(f"{k} {s} {c}" for k, s, c in outbox)
-          + ("" if settled else " (still open after 240 s)"))  # fmt: skip
+    print(
+        f"  worker/relay restarts after exiting: {restarts or 0}; gunicorn master "
+        + ("still running" if master_alive else "DIED")
+        + f", web workers replaced {replaced}; expected 0"
+    )
+    print(
+        f"  web log: 'database unavailable' lines {unavailable}, unexpected failures "
+        f"{len(unexpected)}; expected 0 unexpected"
+    )
+    print(
+        "  outbox rows (kind, status, count): "
+        + ", ".join(f"{k} {s} {c}" for k, s, c in outbox)
+        + ("" if settled else " (still open after 240 s)")
+    )
     for r in (odd + after_refused + partial + committed_503)[:10]:
         stored = state.get(r.email, (0, 0, {}))
-        print(f"    detail: +{rel(r.sent_at):.2f}s..+{rel(r.done_at):.2f}s status {r.status} "
-              f"{r.error or r.body[:160]!r} stored {stored}")  # fmt: skip
+        print(
+            f"    detail: +{rel(r.sent_at):.2f}s..+{rel(r.done_at):.2f}s status {r.status} "
+            f"{r.error or r.body[:160]!r} stored {stored}"
+        )
     for line in unexpected[:3]:
         print(f"    web log: {line[:1500]}")
     print("PASS" if not failures else "FAIL: " + "; ".join(failures))

@@ -54,16 +54,17 @@ def main() -> None:
         restarts = dict(stack.restarts)
         delivered = count_deliveries(stack.sink, stack.hooks, load.accepted, "r-")
 
-    print(f"fault: private Redis stopped {args.outage} s (from second 20) during "
-          f"{args.seconds} s of {args.rate:g} signups/s")  # fmt: skip
+    print(
+        f"fault: private Redis stopped {args.outage} s (from second 20) during "
+        f"{args.seconds} s of {args.rate:g} signups/s"
+    )
     print(
         f"  signups sent {load.sent}, accepted (202) {len(load.accepted)}, "
         f"others {dict(load.refused)}"
     )
     print("\n".join(delivered.lines()))
     print(f"  worker/relay restarts after exiting: {restarts or 0}")
-    print("  outbox rows (kind, status, count): "
-          + ", ".join(f"{k} {s} {c}" for k, s, c in outbox))  # fmt: skip
+    print("  outbox rows (kind, status, count): " + ", ".join(f"{k} {s} {c}" for k, s, c in outbox))
 
 
 if __name__ == "__main__":

@@ -101,12 +101,25 @@ def main() -> None:
             )
             demo = str(ROOT / "config/dealers.demo.csv")
             for command in (["db", "upgrade"], ["dealers", "import", demo]):
-                subprocess.run(["leadsvc", *command], cwd=ROOT, env=env, check=True,
-                               stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+                subprocess.run(
+                    ["leadsvc", *command],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    timeout=600,
+                )
             processes.append(gunicorn("wsgi:app", ROOT / "config/gunicorn.conf.py", env, log))
             for command in (["worker"], ["relay", "--interval", "2"]):
-                processes.append(subprocess.Popen(["leadsvc", *command], cwd=ROOT, env=env,
-                                 stdout=log.open("ab"), stderr=subprocess.STDOUT))  # fmt: skip
+                processes.append(
+                    subprocess.Popen(
+                        ["leadsvc", *command],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log.open("ab"),
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             time.sleep(3)
             sink.refuse_until = time.time() + args.refuse_seconds
             tag = uuid.uuid4().hex[:6]
@@ -115,11 +128,16 @@ def main() -> None:
             statuses = collections.Counter()
             with requests.Session() as http:
                 for n, address in enumerate(emails):
-                    reply = http.post(f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
-                                      json={"first_name": "Fault", "last_name": "Test",
-                                            "email": address, "zip": ["10001", "60601", "94103",
-                                                                      "30303"][n % 4]},
-                                      timeout=10)  # fmt: skip
+                    reply = http.post(
+                        f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
+                        json={
+                            "first_name": "Fault",
+                            "last_name": "Test",
+                            "email": address,
+                            "zip": ["10001", "60601", "94103", "30303"][n % 4],
+                        },
+                        timeout=10,
+                    )
                     statuses[reply.status_code] += 1
             engine = sa.create_engine(pg_url)
             deadline = time.time() + 180
@@ -131,27 +149,34 @@ def main() -> None:
                 time.sleep(1)
             time.sleep(3)
             with engine.begin() as connection:
-                outbox = connection.execute(sa.text(
-                    "SELECT kind, status, count(*), max(attempts) FROM outbox "
-                    "GROUP BY kind, status ORDER BY kind, status")).all()  # fmt: skip
+                outbox = connection.execute(
+                    sa.text(
+                        "SELECT kind, status, count(*), max(attempts) FROM outbox "
+                        "GROUP BY kind, status ORDER BY kind, status"
+                    )
+                ).all()
             engine.dispose()
         finally:
             tear_down(processes, redis, args.postgres, pg_url)
             controller.stop()
 
     with sink.lock:
-        messages = [email.message_from_bytes(m, policy=email.policy.default)
-                    for m in sink.accepted]  # fmt: skip
+        messages = [email.message_from_bytes(m, policy=email.policy.default) for m in sink.accepted]
         refusals = dict(sink.refusals)
     ids = collections.Counter(str(m["Message-ID"]) for m in messages)
-    to_person = sum(1 for m in messages if "@example.com" in str(m["To"]) and
-                    any(e in str(m["To"]) for e in emails))  # fmt: skip
+    to_person = sum(
+        1
+        for m in messages
+        if "@example.com" in str(m["To"]) and any(e in str(m["To"]) for e in emails)
+    )
     print(f"fault: SMTP refusing (451) for {args.refuse_seconds:g} s, 550 for perm-* addresses")
     print(f"  signups sent {len(emails)} ({args.signups} ok-*, 5 perm-*), replies {dict(statuses)}")
     print(f"  SMTP refusals {refusals}")
-    print(f"  messages accepted by the sink {len(messages)} (to the people {to_person}, "
-          f"to dealers {len(messages) - to_person}), duplicate Message-IDs "
-          f"{sum(c - 1 for c in ids.values())}")  # fmt: skip
+    print(
+        f"  messages accepted by the sink {len(messages)} (to the people {to_person}, "
+        f"to dealers {len(messages) - to_person}), duplicate Message-IDs "
+        f"{sum(c - 1 for c in ids.values())}"
+    )
     print("  outbox rows (kind, status, count, max tries):")
     for kind, status, count, tries in outbox:
         print(f"    {kind:<22} {status:<10} {count:>4}   {tries}")

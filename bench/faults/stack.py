@@ -120,8 +120,14 @@ class FaultStack:
         dealers = self.tmp_path / "dealers.csv"
         dealers.write_text(dealers_with_webhooks(f"http://127.0.0.1:{RECEIVER_PORT}"))
         for command in (["db", "upgrade"], ["dealers", "import", str(dealers)]):
-            subprocess.run(["leadsvc", *command], cwd=ROOT, env=self.env, check=True,
-                           stdout=subprocess.DEVNULL, timeout=600)  # fmt: skip
+            subprocess.run(
+                ["leadsvc", *command],
+                cwd=ROOT,
+                env=self.env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=600,
+            )
         self.web = gunicorn("wsgi:app", ROOT / "config/gunicorn.conf.py", self.env, self.web_log)
         self.supervise()
         time.sleep(3)
@@ -144,8 +150,12 @@ class FaultStack:
                 if process is not None:
                     self.restarts[name] += 1
                 self.processes[name] = subprocess.Popen(
-                    ["leadsvc", *command], cwd=ROOT, env=self.env, stdout=self.log.open("ab"),
-                    stderr=subprocess.STDOUT)  # fmt: skip
+                    ["leadsvc", *command],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=self.log.open("ab"),
+                    stderr=subprocess.STDOUT,
+                )
 
     # -- after the load ------------------------------------------------------------------------
 
@@ -160,11 +170,16 @@ class FaultStack:
                     tick(time.time())
                 address = f"r-{load.tag}-{load.sent}@example.com"
                 try:
-                    reply = http.post(f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
-                                      json={"first_name": "Fault", "last_name": "Test",
-                                            "email": address,
-                                            "zip": PACED_ZIPS[load.sent % len(PACED_ZIPS)]},
-                                      timeout=10)  # fmt: skip
+                    reply = http.post(
+                        f"http://127.0.0.1:{WEB_PORT}/api/v1/signups",
+                        json={
+                            "first_name": "Fault",
+                            "last_name": "Test",
+                            "email": address,
+                            "zip": PACED_ZIPS[load.sent % len(PACED_ZIPS)],
+                        },
+                        timeout=10,
+                    )
                     status = reply.status_code
                 except requests.RequestException:
                     status = 0

@@ -83,8 +83,10 @@ def main() -> None:
         restarts = dict(stack.restarts)
         delivered = count_deliveries(stack.sink, stack.hooks, load.accepted, "r-")
 
-    print(f"fault: rq worker or work-horse SIGKILLed every {args.every:g} s during "
-          f"{args.seconds} s of {args.rate:g} signups/s; kills {dict(kills)}")  # fmt: skip
+    print(
+        f"fault: rq worker or work-horse SIGKILLed every {args.every:g} s during "
+        f"{args.seconds} s of {args.rate:g} signups/s; kills {dict(kills)}"
+    )
     print(
         f"  signups sent {load.sent}, accepted (202) {len(load.accepted)}, "
         f"others {dict(load.refused)}"
@@ -92,8 +94,7 @@ def main() -> None:
     note = " (addresses shared by leads of one dealer, so duplicates show in the outbox rows below)"
     print("\n".join(delivered.lines(dealer_note=note)))
     print(f"  worker/relay restarts after exiting: {restarts or 0}")
-    print("  outbox rows (kind, status, count): "
-          + ", ".join(f"{k} {s} {c}" for k, s, c in outbox))  # fmt: skip
+    print("  outbox rows (kind, status, count): " + ", ".join(f"{k} {s} {c}" for k, s, c in outbox))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ def requires(*roles: str):
             if scheme.lower() == "bearer" and presented.strip():
                 principal = authenticate(db.session, presented.strip())
             if principal is None:
-                abort(401, message=UNAUTHORIZED,
-                      headers={"WWW-Authenticate": 'Bearer realm="leadsvc"'})  # fmt: skip
+                abort(
+                    401,
+                    message=UNAUTHORIZED,
+                    headers={"WWW-Authenticate": 'Bearer realm="leadsvc"'},
+                )
             if principal.role not in roles:
                 abort(403, message=FORBIDDEN)
             g.principal = principal

@@ -27,8 +27,9 @@ def create_command(role: str, dealer_code: str | None, name: str | None) -> None
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         click.echo(key)
-        click.echo(f"created {row.role} key {row.prefix}; store it now, it is not shown again",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"created {row.role} key {row.prefix}; store it now, it is not shown again", err=True
+        )
 
 
 @keys_group.command("list")
@@ -40,8 +41,10 @@ def list_command() -> None:
         for key, dealer_code in keys:
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
-            click.echo(f"{key.prefix}  {key.role:<10} {dealer_code or '-':<10} {state:<18} "
-                       f"{used:<16}  {key.name or ''}")  # fmt: skip
+            click.echo(
+                f"{key.prefix}  {key.role:<10} {dealer_code or '-':<10} {state:<18} "
+                f"{used:<16}  {key.name or ''}"
+            )
         click.echo(f"{len(keys)} keys")
 
 

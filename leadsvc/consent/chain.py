@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from leadsvc.commit_order import settled_below
 from leadsvc.consent.models import ConsentEvent, ConsentSeal
 from leadsvc.db import utcnow
-from leadsvc.dealers.delivery import settled_below
 
 ERASED_PREFIX = "erased:"
 GENESIS = "0" * 64
@@ -64,9 +64,18 @@ def _timestamp(value: datetime) -> str:
 
 
 def _content_text(
-    *, lead_id, subject: str, event_type: str, text_version: int, occurred_at: datetime, ip,
-    user_agent, source_url, request_id, key: bytes,
-) -> str:  # fmt: skip
+    *,
+    lead_id,
+    subject: str,
+    event_type: str,
+    text_version: int,
+    occurred_at: datetime,
+    ip,
+    user_agent,
+    source_url,
+    request_id,
+    key: bytes,
+) -> str:
     """The canonical JSON of an event's content (ASCII only), the subject as its keyed hash."""
     content = {
         "lead_id": lead_id,

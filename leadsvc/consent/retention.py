@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
-from leadsvc.jobs.models import OutboxMessage
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.models import OutboxMessage
 
 
 @dataclass(frozen=True)

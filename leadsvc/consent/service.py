@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -11,16 +10,7 @@ from sqlalchemy.orm import Session
 
 from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.db import utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentContext:
-    """How consent was given: the request's client address, browser, page and request id."""
-
-    ip: str | None
-    user_agent: str | None
-    source_url: str | None
-    request_id: str | None
+from leadsvc.request_context import ConsentContext
 
 
 def active_text(session: Session) -> ConsentText:
@@ -125,9 +115,12 @@ def publish_text(session: Session, text: str) -> ConsentText:
         current.active = False
         session.flush()
     published = ConsentText(
-        version=version, text=text, sha256=hashlib.sha256(text.encode()).hexdigest(),
-        active=True, published_at=utcnow(),
-    )  # fmt: skip
+        version=version,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        active=True,
+        published_at=utcnow(),
+    )
     session.add(published)
     session.commit()
     cache = _cache()

@@ -17,13 +17,21 @@ from sqlalchemy.orm import Session
 
 from leadsvc.consent.chain import ERASED_PREFIX, subject_hash, subject_key
 from leadsvc.consent.models import ConsentEvent, ConsentText, ErasedSubject
-from leadsvc.consent.service import ConsentContext, record_consent
+from leadsvc.consent.service import record_consent
 from leadsvc.db import utcnow
 from leadsvc.dealers.models import Dealer
-from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
-from leadsvc.jobs.outbox import DEALER_KINDS, PERSON_KINDS, skip_open_messages
-from leadsvc.signups.email_address import EmailChecker, InvalidEmail
-from leadsvc.signups.models import Lead
+from leadsvc.leads.email_address import EmailChecker, InvalidEmail
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.messages import (
+    DEALER_ERASURE_EMAIL,
+    DEALER_ERASURE_WEBHOOK,
+    DEALER_KINDS,
+    PERSON_KINDS,
+    add_message,
+    skip_open_messages,
+)
+from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
+from leadsvc.request_context import ConsentContext
 
 ERASED = "erased"
 
@@ -181,7 +189,6 @@ def erase_subject(session: Session, email: str, context: ConsentContext) -> Eras
 
 def _erase_lead(session: Session, lead: Lead, marker: str) -> list[str]:
     """Blank the lead's personal fields and its messages; queue dealers' deletion notices."""
-    from leadsvc.outbound.subscription import notify_dealer_of_erasure
 
     skip_open_messages(session, lead.id, "the person was erased")
     message_ids = sa.select(OutboxMessage.id).where(OutboxMessage.lead_id == lead.id)
@@ -218,3 +225,12 @@ def _erase_lead(session: Session, lead: Lead, marker: str) -> list[str]:
     for dealer_id, _ in dealers:
         notify_dealer_of_erasure(session, lead.id, dealer_id)
     return sorted(code for _, code in dealers)
+
+
+def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list:
+    """A deletion notice (email, and webhook if the dealer has one) for an erased person's lead."""
+    rows = [add_message(session, DEALER_ERASURE_EMAIL, lead_id, dealer_id)]
+    webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
+    if webhook_url:
+        rows.append(add_message(session, DEALER_ERASURE_WEBHOOK, lead_id, dealer_id))
+    return rows

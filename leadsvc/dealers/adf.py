@@ -52,8 +52,12 @@ def _prospect(adf: ET.Element, record: dict[str, Any], dealer, provider_url: str
     zip_code = record["zip"] + (f"-{record['zip4']}" if record.get("zip4") else "")
     _text(address, "postalcode", zip_code)
     _text(address, "country", "US")
-    _text(customer, "comments", "Signed up for the MINI USA newsletter; consented to contact "
-                                "by MINI USA and the MINI dealer.")  # fmt: skip
+    _text(
+        customer,
+        "comments",
+        "Signed up for the MINI USA newsletter; consented to contact "
+        "by MINI USA and the MINI dealer.",
+    )
     vendor = _text(prospect, "vendor")
     _text(vendor, "id", dealer.code, source="leadsvc")
     _text(vendor, "vendorname", dealer.name)

@@ -37,10 +37,18 @@ from leadsvc.errors import ErrorSchema
 from leadsvc.extensions import db
 from leadsvc.pagination import CursorError, CursorPager
 
-dealer_blp = Blueprint("dealer_leads", __name__, url_prefix="/api/v1/dealer",
-                       description="A dealer's own leads (dealer keys)")  # fmt: skip
-admin_blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
-                      description="Dealers, territories, unassigned leads (admin)")  # fmt: skip
+dealer_blp = Blueprint(
+    "dealer_leads",
+    __name__,
+    url_prefix="/api/v1/dealer",
+    description="A dealer's own leads (dealer keys)",
+)
+admin_blp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/api/v1/admin",
+    description="Dealers, territories, unassigned leads (admin)",
+)
 
 NOT_FOUND = "No such lead."
 MEDIA_TYPES = {"csv": "text/csv", "adf": "application/xml", "json": "application/json"}
@@ -115,14 +123,21 @@ class DealerLeads(MethodView):
         principal = current_principal()
         chosen = _chosen_format(query.get("format"))
         since = query.get("since")
-        scope = {"d": principal.dealer_id, "st": query["status"], "f": chosen,
-                 "si": since.astimezone(UTC).isoformat() if since else None}  # fmt: skip
+        scope = {
+            "d": principal.dealer_id,
+            "st": query["status"],
+            "f": chosen,
+            "si": since.astimezone(UTC).isoformat() if since else None,
+        }
         pager = _pager("dealer-feed")
         page = leads.dealer_feed(
-            db.session, principal.dealer_id,
+            db.session,
+            principal.dealer_id,
             after=_decode_cursor(pager, query.get("cursor"), scope),
-            limit=query["limit"], since=since, only_new=query["status"] == "new",
-        )  # fmt: skip
+            limit=query["limit"],
+            since=since,
+            only_new=query["status"] == "new",
+        )
         next_cursor = pager.encode(page.next_position, scope) if page.next_position else None
         if chosen == "json":
             return {"leads": page.leads, "next_cursor": next_cursor}

@@ -145,7 +145,7 @@ def rebuild_command() -> None:
 @with_appcontext
 def unassigned_command() -> None:
     """Count the leads in the unassigned pool, by ZIP."""
-    from leadsvc.signups.models import Lead
+    from leadsvc.leads.models import Lead
 
     with db.sessionmaker()() as session:
         rows = session.execute(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,27 +16,44 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
+from leadsvc.dealers.dealer_rows import validate_dealer
 from leadsvc.dealers.models import Dealer, Territory
 from leadsvc.dealers.route_builder import RebuildReport, rebuild_routes, reroute_unacknowledged
 from leadsvc.geo.directory import parse_zip
 from leadsvc.geo.models import ZipCode
-from leadsvc.geo.source import STATE_NAMES
-from leadsvc.signups.email_address import EmailChecker, InvalidEmail
+from leadsvc.leads.email_address import EmailChecker
 
 DEALER_COLUMNS = (
-    "code", "name", "street", "city", "state", "zip", "phone", "lead_email",
-    "webhook_url", "webhook_secret", "latitude", "longitude",
-)  # fmt: skip
+    "code",
+    "name",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "phone",
+    "lead_email",
+    "webhook_url",
+    "webhook_secret",
+    "latitude",
+    "longitude",
+)
 REQUIRED_DEALER_COLUMNS = DEALER_COLUMNS[:8]
 TERRITORY_COLUMNS = ("zip", "dealer_code")
 #: Fields compared to tell "updated" from "unchanged".
 _DEALER_FIELDS = (
-    "name", "street", "city", "state", "zip5", "phone", "lead_email", "webhook_url",
-    "webhook_secret", "latitude", "longitude", "coordinates_from",
-)  # fmt: skip
-
-_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
-_PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
+    "name",
+    "street",
+    "city",
+    "state",
+    "zip5",
+    "phone",
+    "lead_email",
+    "webhook_url",
+    "webhook_secret",
+    "latitude",
+    "longitude",
+    "coordinates_from",
+)
 
 Progress = Callable[[int], None]
 
@@ -110,80 +126,6 @@ def decode_csv(data: bytes) -> str:
         raise ImportFileError(f"the file is not UTF-8 (byte {error.start})") from None
 
 
-def _coordinate(raw: str, low: float, high: float, name: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} {raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} {raw} is out of range")
-    return value
-
-
-def _validate_dealer(
-    row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker
-) -> dict[str, Any]:
-    """The dealer's column values, or ValueError with the reason."""
-    if "__error__" in row:
-        raise ValueError(row["__error__"])
-    code = row.get("code", "").upper()
-    if not code:
-        raise ValueError("missing code")
-    if not _CODE.match(code):
-        raise ValueError(f"code {code!r} must be 2-16 letters, digits, - or _")
-    for name, limit in (("name", 120), ("street", 200), ("city", 100)):
-        if not row.get(name):
-            raise ValueError(f"missing {name}")
-        if len(row[name]) > limit:
-            raise ValueError(f"{name} is longer than {limit} characters")
-    state = row.get("state", "").upper()
-    if state not in STATE_NAMES:
-        raise ValueError(f"state {row.get('state')!r} is not a US state code")
-    zip_input = parse_zip(row.get("zip", ""))
-    if zip_input is None or zip_input.zip5 not in centres:
-        raise ValueError(f"ZIP {row.get('zip')!r} is not a US ZIP code")
-    phone = row.get("phone", "")
-    if not _PHONE.match(phone) or sum(ch.isdigit() for ch in phone) < 10:
-        raise ValueError(f"phone {phone!r} is not a phone number")
-    try:
-        lead_email = emails.check(row.get("lead_email", "")).normalized
-    except InvalidEmail:
-        raise ValueError(
-            f"lead_email {row.get('lead_email')!r} is not a valid email address"
-        ) from None
-    webhook_url = row.get("webhook_url") or None
-    webhook_secret = row.get("webhook_secret") or None
-    if webhook_url:
-        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
-            raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
-        if not webhook_secret or len(webhook_secret) < 16:
-            raise ValueError(
-                "webhook_secret of at least 16 characters is required with webhook_url"
-            )
-    elif webhook_secret:
-        raise ValueError("webhook_secret given without webhook_url")
-    lat_raw, lon_raw = row.get("latitude", ""), row.get("longitude", "")
-    if bool(lat_raw) != bool(lon_raw):
-        raise ValueError("give both latitude and longitude, or neither")
-    if lat_raw:
-        latitude = _coordinate(lat_raw, -90, 90, "latitude")
-        longitude = _coordinate(lon_raw, -180, 180, "longitude")
-        coordinates_from = "explicit"
-    else:
-        latitude, longitude = centres[zip_input.zip5]
-        if latitude is None:
-            raise ValueError(
-                f"ZIP {zip_input.zip5} has no map position: give latitude and longitude"
-            )
-        coordinates_from = "zip"
-    return {
-        "code": code, "name": row["name"], "street": row["street"], "city": row["city"],
-        "state": state, "zip5": zip_input.zip5, "phone": phone, "lead_email": lead_email,
-        "webhook_url": webhook_url, "webhook_secret": webhook_secret, "latitude": latitude,
-        "longitude": longitude, "coordinates_from": coordinates_from,
-    }  # fmt: skip
-
-
 def _zip_centres(session: Session, raw_zips: Iterable[str]) -> dict[str, tuple]:
     wanted = {z.zip5 for z in map(parse_zip, raw_zips) if z is not None}
     if not wanted:
@@ -194,8 +136,9 @@ def _zip_centres(session: Session, raw_zips: Iterable[str]) -> dict[str, tuple]:
     return {zip5: (lat, lon) for zip5, lat, lon in rows}
 
 
-def import_dealers(session: Session, text: str, *, partial: bool = False,
-                   progress: Progress | None = None) -> ImportReport:  # fmt: skip
+def import_dealers(
+    session: Session, text: str, *, partial: bool = False, progress: Progress | None = None
+) -> ImportReport:
     """Upsert dealers by code from CSV text; commit only if every row is valid (or `partial`)."""
     rows = list(_read_csv(text, REQUIRED_DEALER_COLUMNS, DEALER_COLUMNS))
     return import_dealer_rows(session, rows, partial=partial, progress=progress)
@@ -216,7 +159,7 @@ def import_dealer_rows(
     for line, row in rows:
         key = row.get("code", "").upper()
         try:
-            values = _validate_dealer(row, centres, emails)
+            values = validate_dealer(row, centres, emails)
             if values["code"] in first_line:
                 raise ValueError(
                     f"duplicate code {values['code']} (first on line {first_line[values['code']]})"
@@ -260,8 +203,9 @@ def import_dealer_rows(
     return report
 
 
-def assign_territories(session: Session, text: str, *, partial: bool = False,
-                       progress: Progress | None = None) -> ImportReport:  # fmt: skip
+def assign_territories(
+    session: Session, text: str, *, partial: bool = False, progress: Progress | None = None
+) -> ImportReport:
     """Assign ZIPs to dealers from CSV (`zip,dealer_code`); a new assignment replaces the old."""
     rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS))
     return assign_territory_rows(session, rows, partial=partial, progress=progress)
@@ -308,9 +252,11 @@ def assign_territory_rows(
             outcome.action = "not applied"
         session.rollback()
         return report
-    current = dict(session.execute(
-        sa.select(Territory.zip5, Territory.dealer_id).where(Territory.zip5.in_(first_line))
-    ).all())  # fmt: skip
+    current = dict(
+        session.execute(
+            sa.select(Territory.zip5, Territory.dealer_id).where(Territory.zip5.in_(first_line))
+        ).all()
+    )
     for outcome, zip5, dealer_id in valid:
         if current.get(zip5) == dealer_id:
             outcome.action = "unchanged"

@@ -7,9 +7,21 @@ import io
 from typing import Any
 
 CSV_COLUMNS = (
-    "id", "first_name", "last_name", "email", "zip", "zip4", "distance_km", "distance_miles",
-    "routing_reason", "consent", "created_at", "acknowledged_at", "interests", "source",
-)  # fmt: skip
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "zip",
+    "zip4",
+    "distance_km",
+    "distance_miles",
+    "routing_reason",
+    "consent",
+    "created_at",
+    "acknowledged_at",
+    "interests",
+    "source",
+)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from leadsvc.commit_order import next_delivery_seq, settled_below
 from leadsvc.db import utcnow
-from leadsvc.dealers.delivery import next_delivery_seq, settled_below
 from leadsvc.dealers.models import Dealer, LeadMove
 from leadsvc.geo.distance_units import km_to_miles
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 
 #: Consent states a dealer may see a lead in (a pending double opt-in is not yet a lead).
 SERVED_STATES = ("given", "confirmed", "withdrawn", "erased")
@@ -69,11 +69,18 @@ def _own(dealer_id: int):
     return (Lead.dealer_id == dealer_id) & Lead.consent_status.in_(SERVED_STATES)
 
 
-def dealer_feed(session: Session, dealer_id: int, *, after: tuple[int, int] | None, limit: int,
-                since: datetime | None = None, only_new: bool = True) -> FeedPage:  # fmt: skip
+def dealer_feed(
+    session: Session,
+    dealer_id: int,
+    *,
+    after: tuple[int, int] | None,
+    limit: int,
+    since: datetime | None = None,
+    only_new: bool = True,
+) -> FeedPage:
     """The dealer's leads in feed order (oldest first), after the cursor position `after`.
 
-    Only positions below the horizon are served (see `leadsvc.dealers.delivery`), so a position
+    Only positions below the horizon are served (see `leadsvc.commit_order`), so a position
     handed out is never overtaken by a lead that commits later.
     """
     query = sa.select(Lead).where(_own(dealer_id))
@@ -134,8 +141,15 @@ def reassign_lead(session: Session, lead_id: int, dealer_code: str | None) -> Le
             raise ValueError(f"no active dealer with code {dealer_code.upper()}")
     if lead.dealer_id == dealer_id:
         return lead
-    session.add(LeadMove(lead_id=lead.id, from_dealer_id=lead.dealer_id, to_dealer_id=dealer_id,
-                         reason="admin_reassigned", moved_at=utcnow()))  # fmt: skip
+    session.add(
+        LeadMove(
+            lead_id=lead.id,
+            from_dealer_id=lead.dealer_id,
+            to_dealer_id=dealer_id,
+            reason="admin_reassigned",
+            moved_at=utcnow(),
+        )
+    )
     dialect = session.get_bind().dialect.name
     session.execute(
         sa.update(Lead)

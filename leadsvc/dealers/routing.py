@@ -81,8 +81,14 @@ class RoutingTable:
             return None
         dealer_id = self._dealer[row]
         code, name = self._dealers[dealer_id]
-        route = self._built[zip5] = Route(dealer_id, code, name, _REASONS[self._reason[row]],
-                     _optional(self._km[row]), _optional(self._miles[row]))  # fmt: skip
+        route = self._built[zip5] = Route(
+            dealer_id,
+            code,
+            name,
+            _REASONS[self._reason[row]],
+            _optional(self._km[row]),
+            _optional(self._miles[row]),
+        )
         return route
 
     @classmethod
@@ -97,10 +103,19 @@ class RoutingTable:
             )
         }
         table = cls(version, directory, dealers)
-        for row in session.connection().execution_options(yield_per=2000).execute(
-            sa.select(ZipRoute.zip5, ZipRoute.dealer_id, ZipRoute.reason, ZipRoute.distance_km,
-                      ZipRoute.distance_miles)
-        ):  # fmt: skip
+        for row in (
+            session.connection()
+            .execution_options(yield_per=2000)
+            .execute(
+                sa.select(
+                    ZipRoute.zip5,
+                    ZipRoute.dealer_id,
+                    ZipRoute.reason,
+                    ZipRoute.distance_km,
+                    ZipRoute.distance_miles,
+                )
+            )
+        ):
             table._set(*row)
         return table
 
@@ -145,8 +160,11 @@ def routing_table(app: Flask | None = None, *, force_check: bool = False) -> Rou
             # The table in memory still routes; the next request checks again. (A pooled
             # connection PostgreSQL closed in a restart fails here first: the signup that
             # follows must not be refused for it.)
-            log.warning("routing table not re-checked (%s): version %d kept",
-                        type(error.orig).__name__, cache.table.version)  # fmt: skip
+            log.warning(
+                "routing table not re-checked (%s): version %d kept",
+                type(error.orig).__name__,
+                cache.table.version,
+            )
             return cache.table
         cache.checked_at = time.monotonic()
         return cache.table

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from leadsvc.geo.models import ZipCode
 
+#: The form's own words for anything that is not a US ZIP code.
+INVALID_ZIP = "Please enter a valid Zip code."
 ZIP_PATTERN = re.compile(r"^(\d{5})(?:[- ](\d{4}))?$", re.ASCII)
 
 
@@ -111,10 +113,15 @@ def store_zip_directory(session: Session, rows) -> int:
     """Replace the `zip_codes` table with `rows` (from `leadsvc.geo.source.read_zip_rows`)."""
     session.execute(sa.delete(ZipCode))
     payload = [
-        {"zip5": r.zip5, "city": r.city, "state": r.state, "latitude": r.latitude,
-         "longitude": r.longitude}
+        {
+            "zip5": r.zip5,
+            "city": r.city,
+            "state": r.state,
+            "latitude": r.latitude,
+            "longitude": r.longitude,
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
     session.execute(sa.insert(ZipCode), payload)
     return len(payload)
 

@@ -21,23 +21,69 @@ GEONAMES_URLS = [
 ]
 
 STATE_NAMES = {
-    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
-    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
-    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
-    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
-    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan",
-    "MN": "Minnesota", "MS": "Mississippi", "MO": "Missouri", "MT": "Montana",
-    "NE": "Nebraska", "NV": "Nevada", "NH": "New Hampshire", "NJ": "New Jersey",
-    "NM": "New Mexico", "NY": "New York", "NC": "North Carolina", "ND": "North Dakota",
-    "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon", "PA": "Pennsylvania",
-    "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota", "TN": "Tennessee",
-    "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington",
-    "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming", "PR": "Puerto Rico",
-    "VI": "Virgin Islands", "GU": "Guam", "AS": "American Samoa",
-    "MP": "Northern Mariana Islands", "FM": "Federated States of Micronesia",
-    "MH": "Marshall Islands", "PW": "Palau", "AA": "Armed Forces Americas",
-    "AE": "Armed Forces Europe", "AP": "Armed Forces Pacific",
-}  # fmt: skip
+    "AL": "Alabama",
+    "AK": "Alaska",
+    "AZ": "Arizona",
+    "AR": "Arkansas",
+    "CA": "California",
+    "CO": "Colorado",
+    "CT": "Connecticut",
+    "DE": "Delaware",
+    "DC": "District of Columbia",
+    "FL": "Florida",
+    "GA": "Georgia",
+    "HI": "Hawaii",
+    "ID": "Idaho",
+    "IL": "Illinois",
+    "IN": "Indiana",
+    "IA": "Iowa",
+    "KS": "Kansas",
+    "KY": "Kentucky",
+    "LA": "Louisiana",
+    "ME": "Maine",
+    "MD": "Maryland",
+    "MA": "Massachusetts",
+    "MI": "Michigan",
+    "MN": "Minnesota",
+    "MS": "Mississippi",
+    "MO": "Missouri",
+    "MT": "Montana",
+    "NE": "Nebraska",
+    "NV": "Nevada",
+    "NH": "New Hampshire",
+    "NJ": "New Jersey",
+    "NM": "New Mexico",
+    "NY": "New York",
+    "NC": "North Carolina",
+    "ND": "North Dakota",
+    "OH": "Ohio",
+    "OK": "Oklahoma",
+    "OR": "Oregon",
+    "PA": "Pennsylvania",
+    "RI": "Rhode Island",
+    "SC": "South Carolina",
+    "SD": "South Dakota",
+    "TN": "Tennessee",
+    "TX": "Texas",
+    "UT": "Utah",
+    "VT": "Vermont",
+    "VA": "Virginia",
+    "WA": "Washington",
+    "WV": "West Virginia",
+    "WI": "Wisconsin",
+    "WY": "Wyoming",
+    "PR": "Puerto Rico",
+    "VI": "Virgin Islands",
+    "GU": "Guam",
+    "AS": "American Samoa",
+    "MP": "Northern Mariana Islands",
+    "FM": "Federated States of Micronesia",
+    "MH": "Marshall Islands",
+    "PW": "Palau",
+    "AA": "Armed Forces Americas",
+    "AE": "Armed Forces Europe",
+    "AP": "Armed Forces Pacific",
+}
 
 
 @dataclass(frozen=True)
@@ -68,12 +114,22 @@ def write_offline_geonames_file(path: Path) -> int:
             lat, lon = float(entry["lat"] or 0), float(entry["long"] or 0)
             has_centre = not (lat == 0 and lon == 0)
             state = entry["state"]
-            writer.writerow([
-                "US", entry["zip_code"], entry["city"], STATE_NAMES.get(state, state), state,
-                entry["county"], "", "", "",
-                f"{lat:.4f}" if has_centre else "", f"{lon:.4f}" if has_centre else "",
-                "4" if has_centre else "",
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    "US",
+                    entry["zip_code"],
+                    entry["city"],
+                    STATE_NAMES.get(state, state),
+                    state,
+                    entry["county"],
+                    "",
+                    "",
+                    "",
+                    f"{lat:.4f}" if has_centre else "",
+                    f"{lon:.4f}" if has_centre else "",
+                    "4" if has_centre else "",
+                ]
+            )
             rows += 1
     tmp.replace(path)
     return rows
@@ -102,7 +158,9 @@ def read_zip_rows(data_dir: Path, prefer: str = "offline") -> list[ZipRow]:
     import pgeocode
 
     register_pgeocode_source(data_dir, prefer)
-    frame = pgeocode.Nominatim("us")._data_frame
+    # pgeocode answers queries for lists of codes: ask for every five-digit code, keep the known.
+    every_code = [f"{number:05d}" for number in range(100_000)]
+    frame = pgeocode.Nominatim("us").query_postal_code(every_code).dropna(subset=["place_name"])
     rows = []
     for zip5, place, state, lat, lon in frame[
         ["postal_code", "place_name", "state_code", "latitude", "longitude"]

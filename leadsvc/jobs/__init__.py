@@ -1,8 +1,9 @@
-"""Outbound jobs: the outbox, its relay to rq, the job functions and the in-process drainer.
+"""Outbound jobs: the rq job that runs one outbox row, the worker, the relay that hands rows to
+rq, and the in-process drainer that runs them without Redis.
 
-`init_app` makes every commit that wrote outbox rows dispatch them (to rq when REDIS_URL is set)
-and, without Redis, starts the in-process drainer on the first request of each process (after
-gunicorn's fork); `leadsvc serve` starts it at once.
+`init_app`, without Redis, makes every commit that wrote outbox rows wake the in-process drainer,
+which starts on the first request of each process (after gunicorn's fork); `leadsvc serve`
+starts it at once. With Redis the request path does nothing here: `leadsvc relay` dispatches.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from leadsvc.jobs import dispatch
+    from leadsvc.jobs.drainer import wake_after_commits
 
-    dispatch.install(app)
     if app.config["LEADSVC_SETTINGS"].redis_url is None:
+        wake_after_commits(app)
 
         @app.before_request
         def _deliver_in_process() -> None:

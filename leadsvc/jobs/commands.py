@@ -10,9 +10,9 @@ from flask.cli import with_appcontext
 from rq.serializers import JSONSerializer
 
 from leadsvc.extensions import db
-from leadsvc.jobs import outbox
-from leadsvc.jobs.queue import outbound_queues, worker_redis
+from leadsvc.jobs.queue import outbound_queues, redis_client
 from leadsvc.jobs.worker import AppWorker
+from leadsvc.outbox import messages as outbox
 
 
 def _redis_url(app: Flask) -> str:
@@ -32,7 +32,7 @@ def worker_command(burst: bool) -> None:
     """Run an rq worker (with its scheduler, which retries need) for the outbound jobs."""
     app = current_app._get_current_object()
     settings = app.config["LEADSVC_SETTINGS"]
-    connection = worker_redis(_redis_url(app))
+    connection = redis_client(_redis_url(app))
     queues = outbound_queues(connection, settings.job_timeout)
     worker = AppWorker(queues, connection=connection, serializer=JSONSerializer, app=app)
     # What the app loaded stays for the life of the worker: the cyclic collector need not scan
@@ -43,20 +43,27 @@ def worker_command(burst: bool) -> None:
 
 @click.command("relay")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600),
-              help="Seconds between passes.")  # fmt: skip
+@click.option(
+    "--interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between passes.",
+)
 @with_appcontext
 def relay_command(once: bool, interval: float) -> None:
-    """Enqueue outbox rows that have no rq job (Redis was down or lost them), and settle tries
-    whose worker died."""
+    """Hand outbox rows to rq as they are written, replace jobs Redis lost, settle tries whose
+    worker died, and seal new consent events."""
     from leadsvc.jobs.relay import relay_once, run_relay
 
     app = current_app._get_current_object()
-    connection = worker_redis(_redis_url(app))
+    connection = redis_client(_redis_url(app))
     if once:
         report = relay_once(app, connection)
-        click.echo(f"{report.reclaimed} tries reclaimed, {report.enqueued} jobs enqueued, "
-                   f"{report.given_up} rows given up")  # fmt: skip
+        click.echo(
+            f"{report.reclaimed} tries reclaimed, {report.enqueued} jobs enqueued, "
+            f"{report.swept} lost jobs replaced, {report.given_up} rows given up"
+        )
         return
     click.echo(f"leadsvc relay: every {interval:g} s (Ctrl-C stops)")
     try:
@@ -90,8 +97,10 @@ def status_command() -> None:
     if report.oldest_open_seconds is None:
         click.echo("nothing pending")
     else:
-        click.echo(f"oldest pending: row {report.oldest_open_id}, waiting "
-                   f"{_age(report.oldest_open_seconds)}")  # fmt: skip
+        click.echo(
+            f"oldest pending: row {report.oldest_open_id}, waiting "
+            f"{_age(report.oldest_open_seconds)}"
+        )
 
 
 @outbox_group.command("retry")

@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 
+import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.consent.chain import seal_for_app
 from leadsvc.extensions import db
-from leadsvc.jobs.outbox import due_pending, reclaim_expired
 from leadsvc.jobs.tasks import IN_PROCESS, run_delivery
+from leadsvc.ops.logs import describe_error
+from leadsvc.outbox.messages import NEW_ROWS_KEY, due_waiting, reclaim_expired
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,11 @@ class OutboxDrainer:
             try:
                 self.drain_once()
             except SQLAlchemyError as error:
-                log.warning("outbox drainer: database unavailable (%s)", type(error).__name__)
+                log.warning("outbox drainer: database error (%s)", describe_error(error))
             self._wake.wait(self.poll_seconds)
 
     def drain_once(self) -> int:
-        """Settle expired tries, then deliver every due pending row; returns how many were tried."""
+        """Settle expired tries, then deliver every due waiting row; returns how many were tried."""
         settings = self.app.config["LEADSVC_SETTINGS"]
         with db.sessionmaker(self.app)() as session:
             reclaim_expired(session, settings.max_attempts)
@@ -67,7 +69,7 @@ class OutboxDrainer:
         tried, after_id = 0, 0
         while not self._stop.is_set():
             with db.sessionmaker(self.app)() as session:
-                batch = [row.id for row in due_pending(session, limit=50, after_id=after_id)]
+                batch = [row.id for row in due_waiting(session, limit=50, after_id=after_id)]
             if not batch:
                 return tried
             for outbox_id in batch:
@@ -78,7 +80,7 @@ class OutboxDrainer:
                 try:
                     run_delivery(self.app, outbox_id, runner=IN_PROCESS)
                 except Exception as error:  # already recorded on the row; the next pass retries
-                    log.warning("outbox %d: try failed (%s)", outbox_id, type(error).__name__)
+                    log.warning("outbox %d: try failed (%s)", outbox_id, describe_error(error))
         return tried
 
 
@@ -99,3 +101,20 @@ def stop_drainer(app: Flask) -> None:
     drainer = app.extensions.pop(_KEY, None)
     if drainer is not None:
         drainer.stop()
+
+
+def wake_after_commits(app: Flask) -> None:
+    """Wake this process's drainer when one of the app's sessions commits outbox rows."""
+
+    def after_commit(session) -> None:
+        if session.info.pop(NEW_ROWS_KEY, None):
+            drainer = running_drainer(app)
+            if drainer is not None:
+                drainer.wake()
+
+    def after_rollback(session) -> None:
+        session.info.pop(NEW_ROWS_KEY, None)
+
+    sessions = db.sessionmaker(app)
+    sa.event.listen(sessions, "after_commit", after_commit)
+    sa.event.listen(sessions, "after_rollback", after_rollback)

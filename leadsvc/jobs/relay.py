@@ -1,212 +1,207 @@
-"""The relay (`leadsvc relay`, a Procfile process): makes rq hold a job for every open outbox row.
+"""The relay (`leadsvc relay`, a Procfile process): hands outbox rows to rq and keeps them moving.
 
-Redis is only the delivery path and may lose everything (a restart without persistence, a
-failover). Each pass, the relay:
+The request path writes rows and talks to nothing but the database. The relay:
 
-1. settles tries whose lease ran out (their worker was killed): back to pending under a new
-   generation, or `unknown` when an email had already been handed over (never resent by itself);
-2. enqueues every due pending row whose current job does not exist in Redis (never enqueued
-   because Redis was down at signup, or lost since);
-3. re-enqueues, under a new generation, due pending rows whose job ended without settling the row
-   (for instance the database was down while the job ran, until rq gave up).
+- dispatches: on PostgreSQL it LISTENs on `leadsvc_outbox` (a trigger notifies it at the commit
+  of every transaction that made a row pending), takes the due pending rows (FOR UPDATE SKIP
+  LOCKED, so several relays never take the same row) and puts them on rq with `enqueue_many`,
+  within milliseconds. Without notifications (SQLite) it looks every second;
+- every `interval` seconds, also: settles tries whose lease ran out (their worker died),
+  seals new consent events into the hash chain, and sweeps queued rows whose rq job is gone
+  (Redis lost it, or it ended without settling its row) back to pending under a new generation.
 
-Rows whose job is queued, scheduled (waiting for a retry) or started are left alone, unless the
-job was lost with its worker: "started" for longer than its timeout allows, or taken off its queue
-by a worker that died before starting it (rq's maintenance would notice either only minutes later).
-Those are re-enqueued under a new generation.
+Redis being down delays mail but never loses a row: rows whose hand-off failed go back to
+pending, and the relay keeps trying with a growing pause.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import timedelta
 
+import psycopg
 import redis
 from flask import Flask
-from rq import Queue
-from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
-from rq.registry import ScheduledJobRegistry
-from rq.utils import utcparse
+from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.consent.chain import seal_for_app
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
-from leadsvc.jobs.outbox import (
-    FAILED,
-    PENDING,
-    QueuedRow,
-    due_pending,
-    lock_message,
+from leadsvc.jobs.queue import enqueue_rows, outbound_queues
+from leadsvc.ops.logs import describe_error
+from leadsvc.outbox.messages import (
+    NOTIFY_CHANNEL,
+    give_back,
+    next_generation,
+    queued_before,
     reclaim_expired,
+    take_for_dispatch,
 )
-from leadsvc.jobs.queue import enqueue, outbound_queues
 
 log = logging.getLogger(__name__)
 
 #: A row re-enqueued this many times without settling is given up on (status failed, kept).
 MAX_GENERATIONS = 20
-_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+#: Queued rows younger than this are not swept (another relay may be enqueueing them now).
+SWEEP_GRACE_SECONDS = 30
+#: A job still "started" this long after its timeout lost its worker.
+LOST_AFTER_SECONDS = 30
+#: Rows taken per dispatch batch.
+BATCH = 500
+#: Longest pause between tries while the database or Redis is unreachable.
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
 class RelayReport:
     reclaimed: int = 0
     enqueued: int = 0
+    swept: int = 0
     given_up: int = 0
     sealed: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.reclaimed or self.enqueued or self.given_up or self.sealed)
+        return any(vars(self).values())
 
 
-#: A job still "started" this long after its timeout lost its worker (rq itself notices only at
-#: its next registry cleanup, minutes later).
-LOST_AFTER_SECONDS = 30
-LOST = "lost"
+class Relay:
+    """One relay's work on one app and one Redis connection."""
 
+    def __init__(self, app: Flask, connection: redis.Redis):
+        self.app = app
+        self.settings = app.config["LEADSVC_SETTINGS"]
+        self.connection = connection
+        self.queues = outbound_queues(connection, self.settings.job_timeout)
+        self.sessions = db.sessionmaker(app)
 
-def _job_statuses(connection: redis.Redis, job_ids: list[str],
-                  job_timeout: int) -> list[str | None]:  # fmt: skip
-    """Each job's rq status; "lost" for one started longer ago than its timeout allows, and for
-    one "queued" or "scheduled" that is in no queue or schedule (its worker died holding it, or
-    rq's own cleanup dropped it), so nothing would ever run it."""
-    with connection.pipeline(transaction=False) as pipeline:
-        for job_id in job_ids:
-            pipeline.hmget(Job.key_for(job_id), "status", "started_at", "origin")
-        replies = pipeline.execute()
-    now = utcnow()
-    statuses = []
-    for status, started_at, _ in replies:
-        status = status.decode() if status else None
-        if status == JobStatus.STARTED and started_at:
-            started = utcparse(started_at.decode()).replace(tzinfo=UTC)
-            if (now - started).total_seconds() > job_timeout + LOST_AFTER_SECONDS:
-                status = LOST
-        statuses.append(status)
-    waiting = [
-        (n, job_ids[n], statuses[n], replies[n][2].decode()) for n in range(len(job_ids))
-        if statuses[n] in (JobStatus.QUEUED, JobStatus.SCHEDULED) and replies[n][2]
-    ]  # fmt: skip
-    for n in _held_nowhere(connection, waiting):
-        statuses[n] = LOST
-    return statuses
+    def dispatch(self) -> int:
+        """Hand every due pending row to rq; returns how many."""
+        handed = 0
+        while True:
+            with self.sessions() as session:
+                rows = take_for_dispatch(session, BATCH)
+            if not rows:
+                return handed
+            try:
+                enqueue_rows(self.queues, rows, self.settings)
+            except redis.exceptions.RedisError:
+                with self.sessions() as session:
+                    give_back(session, rows)
+                raise
+            handed += len(rows)
 
+    def full_pass(self) -> RelayReport:
+        """Settle expired tries, seal consent events, dispatch, sweep (see the module)."""
+        report = RelayReport()
+        with self.sessions() as session:
+            report.reclaimed = len(reclaim_expired(session, self.settings.max_attempts))
+        report.sealed = seal_for_app(self.app).events
+        report.enqueued = self.dispatch()
+        report.swept, report.given_up = self.sweep()
+        report.enqueued += self.dispatch()  # what the sweep put back
+        return report
 
-def _held_nowhere(connection: redis.Redis, waiting: list[tuple[int, str, str, str]]) -> list[int]:
-    """Of (index, job id, status, queue name), the indexes of jobs in none of the places rq
-    takes them from: the queue or a worker's hand (queued), the schedule (scheduled)."""
-    if not waiting:
-        return []
-    with connection.pipeline(transaction=False) as pipeline:
-        for _, job_id, status, origin in waiting:
-            if status == JobStatus.QUEUED:
-                queue_key = Queue.redis_queue_namespace_prefix + origin
-                pipeline.lpos(queue_key, job_id)
-                pipeline.lpos(IntermediateQueue.get_intermediate_queue_key(queue_key), job_id)
-            else:
-                pipeline.zscore(ScheduledJobRegistry(origin, connection=connection).key, job_id)
-        replies = iter(pipeline.execute())
-    missing = []
-    for item in waiting:
-        places = [next(replies) for _ in range(2 if item[2] == JobStatus.QUEUED else 1)]
-        if all(place is None for place in places):
-            missing.append(item)
-    if not missing:
-        return []
-    # A worker may have taken and started one meanwhile: only a status still unchanged counts.
-    with connection.pipeline(transaction=False) as pipeline:
-        for _, job_id, _, _ in missing:
-            pipeline.hget(Job.key_for(job_id), "status")
-        now_status = pipeline.execute()
-    return [n for (n, _, status, _), again in zip(missing, now_status, strict=True)
-            if again is not None and again.decode() == status]  # fmt: skip
+    def sweep(self) -> tuple[int, int]:
+        """Queued rows whose job is gone go back to pending (new generation), or fail after
+        `MAX_GENERATIONS`; returns (put back, given up)."""
+        moment = utcnow() - timedelta(seconds=SWEEP_GRACE_SECONDS)
+        swept = given_up = after_id = 0
+        while True:
+            with self.sessions() as session:
+                rows = queued_before(session, moment, after_id, BATCH)
+            if not rows:
+                return swept, given_up
+            after_id = rows[-1].id
+            jobs = Job.fetch_many(
+                [row.job_id for row in rows], connection=self.connection, serializer=JSONSerializer
+            )
+            for row, job in zip(rows, jobs, strict=True):
+                if not self._lost(job):
+                    continue
+                with self.sessions() as session:
+                    outcome = next_generation(session, row, MAX_GENERATIONS)
+                swept += outcome == "pending"
+                given_up += outcome == "failed"
 
-
-def _taken_but_never_started(connection: redis.Redis, queues) -> set[str]:
-    """Jobs a worker moved off its queue (into rq's intermediate list) and then died before
-    starting: seen there on two passes at least `LOST_AFTER_SECONDS` apart, they are lost."""
-    lost = set()
-    for queue in queues:
-        intermediate = queue.intermediate_queue
-        for job_id in intermediate.get_job_ids():
-            if job_id in queue.started_job_registry or intermediate.set_first_seen(job_id):
-                continue
-            first_seen = intermediate.get_first_seen(job_id)
-            if first_seen and (utcnow() - first_seen).total_seconds() > LOST_AFTER_SECONDS:
-                intermediate.remove(job_id)
-                lost.add(job_id)
-    return lost
-
-
-def _next_generation(app: Flask, outbox_id: int, seen: int) -> QueuedRow | str:
-    """Move a pending row to its next job generation; "settled" if it no longer needs one,
-    "given up" if too many jobs ended without settling it (it is failed, and kept)."""
-    with db.sessionmaker(app)() as session:
-        row = lock_message(session, outbox_id)
-        if row is None or row.status != PENDING or row.generation != seen:
-            session.rollback()
-            return "settled"
-        if row.generation >= MAX_GENERATIONS:
-            row.status = FAILED
-            row.last_error = f"given up after {row.generation} jobs ended without settling it"
-            row.updated_at = utcnow()
-            session.commit()
-            return "given up"
-        row.generation += 1
-        queued = QueuedRow(row.id, row.kind, row.generation)
-        session.commit()
-        return queued
+    def _lost(self, job: Job | None) -> bool:
+        """Whether nothing will ever run `job` to settle its row."""
+        if job is None:
+            return True
+        status = job.get_status(refresh=False)
+        if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            return False
+        if status == JobStatus.STARTED:
+            started = job.started_at
+            limit = self.settings.job_timeout + LOST_AFTER_SECONDS
+            return started is not None and utcnow() - started > timedelta(seconds=limit)
+        if status == JobStatus.QUEUED:
+            # Taken off its queue by a worker that died before starting it: in no queue, and
+            # still queued when asked again.
+            return job.get_position() is None and job.get_status(refresh=True) == JobStatus.QUEUED
+        return True  # finished, failed, stopped or canceled, and the row still waits
 
 
 def relay_once(app: Flask, connection: redis.Redis) -> RelayReport:
-    """One pass over the outbox (see the module docstring)."""
-    settings = app.config["LEADSVC_SETTINGS"]
-    queues = outbound_queues(connection, settings.job_timeout)
-    report = RelayReport()
-    with db.sessionmaker(app)() as session:
-        report.reclaimed = len(reclaim_expired(session, settings.max_attempts))
-    report.sealed = seal_for_app(app).events  # consent events into the hash chain
-    lost = _taken_but_never_started(connection, queues)
-    after_id = 0
-    while True:
-        with db.sessionmaker(app)() as session:
-            rows = [QueuedRow(r.id, r.kind, r.generation)
-                    for r in due_pending(session, limit=500, after_id=after_id)]  # fmt: skip
-        if not rows:
-            return report
-        after_id = rows[-1].id
-        statuses = _job_statuses(connection, [r.job_id for r in rows], settings.job_timeout)
-        for row, status in zip(rows, statuses, strict=True):
-            if row.job_id in lost:
-                status = LOST
-            if status in _WAITING:
-                continue
-            if status is not None:  # the job ended but the row is still pending
-                row = _next_generation(app, row.id, row.generation)
-                if row == "given up":
-                    report.given_up += 1
-                if isinstance(row, str):
-                    continue
-            report.enqueued += enqueue(queues, row, settings)
+    """One full pass (the `--once` flag, tests)."""
+    return Relay(app, connection).full_pass()
 
 
-def run_relay(app: Flask, connection: redis.Redis, interval: float,
-              stop: threading.Event | None = None) -> None:  # fmt: skip
-    """Relay every `interval` seconds until `stop` is set; outages are logged and waited out."""
+class Listener:
+    """A connection LISTENing on the outbox channel (PostgreSQL only)."""
+
+    def __init__(self, app: Flask):
+        engine = db.engine(app)
+        url = engine.url.set(drivername="postgresql")
+        self.conninfo = url.render_as_string(hide_password=False)
+        self.connection: psycopg.Connection | None = None
+
+    def wait(self, timeout: float) -> None:
+        """Return at the next notification, or after `timeout` seconds."""
+        if self.connection is None or self.connection.closed:
+            self.connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+            self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        for _ in self.connection.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+def run_relay(
+    app: Flask, connection: redis.Redis, interval: float, stop: threading.Event | None = None
+) -> None:
+    """Dispatch at every notification and make a full pass every `interval` seconds, until
+    `stop` is set; outages are logged with their cause and waited out with a growing pause."""
     stop = stop or threading.Event()
+    relay = Relay(app, connection)
+    listener = Listener(app) if db.engine(app).dialect.name == "postgresql" else None
+    next_pass, backoff = 0.0, 0.0
     while not stop.is_set():
         try:
-            report = relay_once(app, connection)
-            if report:
-                log.info("relay: %d tries reclaimed, %d jobs enqueued, %d rows given up, "
-                         "%d consent events sealed", report.reclaimed, report.enqueued,
-                         report.given_up, report.sealed)  # fmt: skip
-        except redis.exceptions.RedisError as error:
-            log.warning("relay: redis unavailable (%s)", type(error).__name__)
-        except SQLAlchemyError as error:
-            log.warning("relay: database unavailable (%s)", type(error).__name__)
-        stop.wait(interval)
+            if time.monotonic() >= next_pass:
+                report = relay.full_pass()
+                next_pass = time.monotonic() + interval
+                if report:
+                    log.info("relay: %s", report)
+            else:
+                relay.dispatch()
+            wait = max(0.0, min(next_pass - time.monotonic(), 1.0))
+            if listener is not None:
+                listener.wait(wait)
+            else:
+                stop.wait(wait)
+            backoff = 0.0
+        except (redis.exceptions.RedisError, SQLAlchemyError, psycopg.Error) as error:
+            backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
+            log.warning("relay: %s; trying again in %.1f s", describe_error(error), backoff)
+            if listener is not None:
+                listener.close()
+            stop.wait(backoff)
+    if listener is not None:
+        listener.close()

@@ -12,19 +12,60 @@ from leadsvc.settings import MAX_DNS_TIMEOUT_SECONDS
 
 #: Common mailbox providers in the US. A domain one typo away from one of these (and not itself
 #: a known provider) gets a suggestion; the address is still accepted as typed.
-KNOWN_PROVIDERS = frozenset({
-    "gmail.com", "googlemail.com", "yahoo.com", "ymail.com", "rocketmail.com", "hotmail.com",
-    "outlook.com", "live.com", "msn.com", "aol.com", "aim.com", "icloud.com", "me.com",
-    "mac.com", "comcast.net", "att.net", "sbcglobal.net", "bellsouth.net", "verizon.net",
-    "charter.net", "cox.net", "earthlink.net", "optonline.net", "frontier.com",
-    "protonmail.com", "proton.me", "mail.com", "gmx.com", "gmx.net", "zoho.com", "yandex.com",
-    "fastmail.com", "hey.com", "yahoo.co.uk", "hotmail.co.uk",
-})  # fmt: skip
+KNOWN_PROVIDERS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "ymail.com",
+        "rocketmail.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "aim.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "comcast.net",
+        "att.net",
+        "sbcglobal.net",
+        "bellsouth.net",
+        "verizon.net",
+        "charter.net",
+        "cox.net",
+        "earthlink.net",
+        "optonline.net",
+        "frontier.com",
+        "protonmail.com",
+        "proton.me",
+        "mail.com",
+        "gmx.com",
+        "gmx.net",
+        "zoho.com",
+        "yandex.com",
+        "fastmail.com",
+        "hey.com",
+        "yahoo.co.uk",
+        "hotmail.co.uk",
+    }
+)
 #: Providers worth suggesting (the big ones); a typo must land near one of these.
 SUGGESTED_PROVIDERS = (
-    "gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "icloud.com",
-    "comcast.net", "att.net", "sbcglobal.net", "verizon.net", "live.com", "msn.com",
-)  # fmt: skip
+    "gmail.com",
+    "yahoo.com",
+    "hotmail.com",
+    "outlook.com",
+    "aol.com",
+    "icloud.com",
+    "comcast.net",
+    "att.net",
+    "sbcglobal.net",
+    "verizon.net",
+    "live.com",
+    "msn.com",
+)
 
 
 class InvalidEmail(ValueError):
@@ -50,9 +91,7 @@ def _edit_distance(a: str, b: str) -> int:
     for i, ca in enumerate(a, 1):
         current = [i] + [0] * len(b)
         for j, cb in enumerate(b, 1):
-            current[j] = min(
-                previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)
-            )
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
             if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
                 current[j] = min(current[j], previous_previous[j - 2] + 1)
         previous_previous, previous = previous, current

@@ -32,9 +32,7 @@ class Lead(Base):
     #: given | pending (awaiting confirmation) | confirmed | withdrawn; the consent events
     #: table holds the proof. Only given and confirmed leads are mailed and passed to dealers.
     consent_status: Mapped[str] = mapped_column(sa.String(16))
-    consent_text_version: Mapped[int] = mapped_column(
-        sa.ForeignKey("consent_texts.version")
-    )
+    consent_text_version: Mapped[int] = mapped_column(sa.ForeignKey("consent_texts.version"))
     signup_count: Mapped[int] = mapped_column(sa.Integer, default=1)
     #: Routing: the dealer that gets this lead (None: the unassigned pool), how far, and why.
     #: `dealer_id` is indexed as the first column of ix_leads_dealer_feed.
@@ -43,7 +41,7 @@ class Lead(Base):
     #: territory | nearest | unassigned
     routing_reason: Mapped[str] = mapped_column(sa.String(16), default="unassigned")
     routing_version: Mapped[int | None] = mapped_column(sa.Integer)
-    #: Position in the dealer's feed (see leadsvc.dealers.delivery); renewed when the lead moves.
+    #: Position in the dealer's feed (see leadsvc.commit_order); renewed when the lead moves.
     delivery_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     #: When the dealer acknowledged the lead; acknowledged leads are never moved.
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from flask import g, has_request_context
 
 EMAIL_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']+")
+_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _pseudonym_key = b"leadsvc"
 _requests = logging.getLogger("leadsvc.requests")
@@ -33,6 +34,20 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 def pseudonym(value: str) -> str:
     """A stable keyed hash of a personal value, for correlating log lines without the value."""
     return hmac.new(_pseudonym_key, value.lower().encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def redact(text: str, limit: int = 300) -> str:
+    """`text` without email addresses (server replies often quote them), cut to `limit`."""
+    return _ADDRESS.sub("<address>", text)[:limit]
+
+
+def describe_error(error: BaseException) -> str:
+    """The real cause of `error` in one line, for a log: the driver's own error where a library
+    wrapped one (SQLAlchemy's `orig`), with email addresses removed."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    detail = redact(text[0]) if text else ""
+    return f"{type(cause).__name__}: {detail}" if detail else type(cause).__name__
 
 
 def _mask(text: str) -> str:
@@ -79,10 +94,19 @@ def request_line(method: str, route: str, status: int, seconds: float) -> None:
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
     if not _requests.isEnabledFor(level):
         return
-    _requests.log(level, "%s %s %d", method, route, status, extra={
-        "method": method, "route": route, "status": status,
-        "duration_ms": round(seconds * 1000, 1),
-    })  # fmt: skip
+    _requests.log(
+        level,
+        "%s %s %d",
+        method,
+        route,
+        status,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+        },
+    )
 
 
 def configure_logging(level: str, secret_key: str) -> None:

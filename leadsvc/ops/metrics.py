@@ -38,9 +38,11 @@ from leadsvc.ops.logs import request_line
 
 REQUESTS = Counter("leadsvc_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram(
-    "leadsvc_http_request_seconds", "HTTP request latency", ["route"],
+    "leadsvc_http_request_seconds",
+    "HTTP request latency",
+    ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)  # fmt: skip
+)
 SIGNUPS = Counter("leadsvc_signups_total", "Signups by outcome", ["outcome"])
 
 blp = Blueprint("metrics", __name__)
@@ -96,8 +98,8 @@ class OutboxCollector:
         self.app = app
 
     def collect(self):
-        from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
-        from leadsvc.jobs.outbox import OPEN
+        from leadsvc.outbox.messages import OPEN
+        from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 
         first_created = sa.func.min(OutboxMessage.created_at)
         try:
@@ -106,12 +108,12 @@ class OutboxCollector:
                     sa.select(OutboxMessage.kind, sa.func.count(), first_created)
                     .where(OutboxMessage.status.in_(OPEN))
                     .group_by(OutboxMessage.kind)
-                ).all()  # fmt: skip
+                ).all()
                 attempts = session.execute(
                     sa.select(OutboxMessage.kind, OutboxAttempt.outcome, sa.func.count())
                     .join(OutboxMessage, OutboxMessage.id == OutboxAttempt.outbox_id)
                     .group_by(OutboxMessage.kind, OutboxAttempt.outcome)
-                ).all()  # fmt: skip
+                ).all()
         except sa.exc.DBAPIError as error:
             log.warning("metrics: the outbox is unreadable (%s)", type(error.orig).__name__)
             return
@@ -138,8 +140,9 @@ class OutboxCollector:
 def metrics():
     """Prometheus text format."""
     if not _allowed():
-        return Response("metrics are served to the internal network only\n", 403,
-                        mimetype="text/plain")  # fmt: skip
+        return Response(
+            "metrics are served to the internal network only\n", 403, mimetype="text/plain"
+        )
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -3,6 +3,14 @@
 `messages` builds the emails (Jinja templates, RFC 8058 one-click unsubscribe headers),
 `mail` hands them to SMTP or to .eml files, `dealer_notice` builds the ADF email and the signed
 webhook, `tokens` signs the confirm and unsubscribe links, `subscription` holds the consent
-changes those links make, `plan` decides which outbox jobs a signup or confirmation needs, and
-`views` serves the confirm and unsubscribe pages.
+changes those links make, `views` serves the confirm and unsubscribe pages, and `delivery`
+registers how each outbox
+kind of this package is prepared and sent.
 """
+
+
+def init_app(app) -> None:
+    """Register the senders of this package's outbox kinds."""
+    from leadsvc.outbound.delivery import register_senders
+
+    register_senders()

@@ -31,8 +31,10 @@ from typing import Any
 
 from leadsvc.dealers.adf import adf_document
 from leadsvc.dealers.leads import lead_record
-from leadsvc.outbound.mail import DeliveryError, new_message, redact
+from leadsvc.ops.logs import redact
+from leadsvc.outbound.mail import new_message
 from leadsvc.outbound.messages import message_id
+from leadsvc.outbox.kinds import DeliveryError
 
 WEBHOOK_EVENT = "lead.created"
 ERASURE_EVENT = "lead.erased"
@@ -98,8 +100,9 @@ def erasure_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage:
         f"Please delete every copy of lead {lead.id} (names, email address, ZIP code, interests) "
         "from your lead system and any other place you keep it, and do not contact the person "
         "on the basis of this lead.\n",
-        subtype="plain", charset="utf-8",
-    )  # fmt: skip
+        subtype="plain",
+        charset="utf-8",
+    )
     return message
 
 
@@ -114,8 +117,9 @@ def erasure_webhook_body(*, outbox_id: int, lead, dealer) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
-def post_webhook(url: str, secret: str, body: bytes, *, delivery: str, timeout: float,
-                 event: str = WEBHOOK_EVENT) -> int:  # fmt: skip
+def post_webhook(
+    url: str, secret: str, body: bytes, *, delivery: str, timeout: float, event: str = WEBHOOK_EVENT
+) -> int:
     """POST the signed body; returns the 2xx status, raises `DeliveryError` for anything else."""
     timestamp = str(int(time.time()))
     request = urllib.request.Request(

@@ -1,28 +1,21 @@
-"""Building and sending one outbox message: what each kind of job actually does.
+"""The senders of every outbox kind this package owns, registered in the outbox registry.
 
-`skip_reason` says whether a message may still go out (the person may have unsubscribed, the
-lead may have moved to another dealer); `build` reads the lead and dealer and makes the email or
-webhook request; `transmit` sends it, calling `handed_off()` just before the point of no return.
+`prepare` reads the lead and the dealer as they are now (one query), says whether the message
+may still go out (`Skip`: the person may have unsubscribed, the lead may have moved to another
+dealer) and builds the email or the webhook request; `send_email` and `send_webhook` hand it on,
+calling `handed_off()` just before the point of no return.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
 
-from sqlalchemy.orm import Session
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
 
 from leadsvc.dealers.models import Dealer
-from leadsvc.jobs.outbox import (
-    CONFIRM_EMAIL,
-    DEALER_EMAIL,
-    DEALER_ERASURE_EMAIL,
-    DEALER_ERASURE_WEBHOOK,
-    DEALER_KINDS,
-    DEALER_WEBHOOK,
-    ERASURE_KINDS,
-    PERSON_KINDS,
-)
+from leadsvc.leads.models import Lead
 from leadsvc.outbound.dealer_notice import (
     ERASURE_EVENT,
     WEBHOOK_EVENT,
@@ -32,10 +25,30 @@ from leadsvc.outbound.dealer_notice import (
     post_webhook,
     webhook_body,
 )
-from leadsvc.outbound.mail import DeliveryError, HandedOff, mail_transport
+from leadsvc.outbound.mail import mail_transport
 from leadsvc.outbound.messages import person_email
-from leadsvc.outbound.subscription import may_send
-from leadsvc.signups.models import Lead
+from leadsvc.outbound.subscription import may_send, notify_dealer
+from leadsvc.outbox.kinds import (
+    EMAIL_CHANNEL,
+    WEBHOOK_CHANNEL,
+    DeliveryError,
+    HandedOff,
+    Kind,
+    Outgoing,
+    RowRef,
+    Skip,
+    register,
+)
+from leadsvc.outbox.messages import (
+    CONFIRM_EMAIL,
+    DEALER_EMAIL,
+    DEALER_ERASURE_EMAIL,
+    DEALER_ERASURE_WEBHOOK,
+    DEALER_KINDS,
+    DEALER_WEBHOOK,
+    ERASURE_KINDS,
+    WELCOME_EMAIL,
+)
 
 
 @dataclass(frozen=True)
@@ -46,18 +59,17 @@ class Webhook:
     event: str = WEBHOOK_EVENT
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One message ready to send: an email, or a webhook request."""
-
-    outbox_id: int
-    kind: str
-    email: EmailMessage | None = None
-    webhook: Webhook | None = None
-
-    @property
-    def delivery_id(self) -> str:
-        return f"outbox-{self.outbox_id}"
+_DEALER = aliased(Dealer)
+#: The lead (fresh from the database) and the dealer the message is for, or the lead's own.
+_LEAD_AND_DEALER = (
+    sa.select(Lead, _DEALER)
+    .outerjoin(
+        _DEALER,
+        _DEALER.id == sa.func.coalesce(sa.bindparam("dealer_id", type_=sa.Integer), Lead.dealer_id),
+    )
+    .where(Lead.id == sa.bindparam("lead_id"))
+    .execution_options(populate_existing=True)
+)
 
 
 def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | None:
@@ -75,53 +87,111 @@ def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | No
     return None
 
 
-def build(settings, session: Session, outbox_id: int, kind: str, lead_id: int,
-          dealer_id: int | None) -> Outgoing:  # fmt: skip
-    """The email or webhook for one outbox row, from the lead and dealer as they are now."""
-    lead = session.get(Lead, lead_id)
-    if lead is None:
-        raise DeliveryError("the lead no longer exists", permanent=True)
-    dealer = session.get(Dealer, dealer_id) if dealer_id is not None else None
-    if kind in PERSON_KINDS:
-        if kind == CONFIRM_EMAIL or lead.dealer_id is None:
-            dealer_name = None
-        else:
-            dealer_name = session.get(Dealer, lead.dealer_id).name
-        message = person_email(settings, kind=kind, outbox_id=outbox_id, lead_id=lead.id,
-                               to=lead.email, dealer_name=dealer_name)  # fmt: skip
-        return Outgoing(outbox_id, kind, email=message)
-    if dealer is None:
-        raise DeliveryError("the dealer no longer exists", permanent=True)
-    if kind == DEALER_EMAIL:
-        message = adf_email(settings, outbox_id=outbox_id, lead=lead, dealer=dealer)
-        if message is None:
-            raise DeliveryError("the lead may not be shared with the dealer", permanent=True)
-        return Outgoing(outbox_id, kind, email=message)
-    if kind == DEALER_WEBHOOK:
-        if not dealer.webhook_url or not dealer.webhook_secret:
-            raise DeliveryError("the dealer has no webhook any more", permanent=True)
-        body = webhook_body(outbox_id=outbox_id, lead=lead, dealer=dealer)
-        webhook = Webhook(dealer.webhook_url, dealer.webhook_secret, body)
-        return Outgoing(outbox_id, kind, webhook=webhook)
-    if kind == DEALER_ERASURE_EMAIL:
-        notice = erasure_email(settings, outbox_id=outbox_id, lead=lead, dealer=dealer)
-        return Outgoing(outbox_id, kind, email=notice)
-    if kind == DEALER_ERASURE_WEBHOOK:
-        if not dealer.webhook_url or not dealer.webhook_secret:
-            raise DeliveryError("the dealer has no webhook any more", permanent=True)
-        body = erasure_webhook_body(outbox_id=outbox_id, lead=lead, dealer=dealer)
-        webhook = Webhook(dealer.webhook_url, dealer.webhook_secret, body, ERASURE_EVENT)
-        return Outgoing(outbox_id, kind, webhook=webhook)
-    raise ValueError(f"unknown outbox kind {kind!r}")
+Builder = Callable[..., object]
 
 
-def transmit(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
-    """Send it. Raises `DeliveryError` (not sent) or `UncertainDelivery` (may have arrived)."""
-    if outgoing.email is not None:
-        name = f"{outgoing.outbox_id}-{outgoing.kind.replace('_', '-')}"
-        mail_transport(settings).send(outgoing.email, name=name, handed_off=handed_off)
-        return
-    webhook = outgoing.webhook
+def _preparer(build: Builder, *, needs_dealer: bool):
+    """`prepare` for a kind whose message `build(settings, row, lead, dealer)` makes."""
+
+    def prepare(settings, session: Session, row: RowRef) -> Outgoing | Skip:
+        found = session.execute(
+            _LEAD_AND_DEALER, {"lead_id": row.lead_id, "dealer_id": row.dealer_id}
+        ).first()
+        lead, dealer = found if found is not None else (None, None)
+        reason = skip_reason(row.kind, lead, row.dealer_id)
+        if reason is not None:
+            moved = (
+                lead is not None and row.kind in DEALER_KINDS and lead.dealer_id != row.dealer_id
+            )
+            then = (lambda s: notify_dealer(s, lead.id, lead.dealer_id)) if moved else None
+            return Skip(reason, then)
+        if needs_dealer and dealer is None:
+            raise DeliveryError("the dealer no longer exists", permanent=True)
+        return Outgoing(row.id, row.kind, build(settings, row, lead, dealer))
+
+    return prepare
+
+
+def _person(settings, row: RowRef, lead: Lead, dealer: Dealer | None):
+    dealer_name = dealer.name if dealer is not None and row.kind != CONFIRM_EMAIL else None
+    return person_email(
+        settings,
+        kind=row.kind,
+        outbox_id=row.id,
+        lead_id=lead.id,
+        to=lead.email,
+        dealer_name=dealer_name,
+    )
+
+
+def _adf(settings, row: RowRef, lead: Lead, dealer: Dealer):
+    message = adf_email(settings, outbox_id=row.id, lead=lead, dealer=dealer)
+    if message is None:
+        raise DeliveryError("the lead may not be shared with the dealer", permanent=True)
+    return message
+
+
+def _erasure(settings, row: RowRef, lead: Lead, dealer: Dealer):
+    return erasure_email(settings, outbox_id=row.id, lead=lead, dealer=dealer)
+
+
+def _webhook_of(dealer: Dealer) -> tuple[str, str]:
+    if not dealer.webhook_url or not dealer.webhook_secret:
+        raise DeliveryError("the dealer has no webhook any more", permanent=True)
+    return dealer.webhook_url, dealer.webhook_secret
+
+
+def _lead_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook:
+    url, secret = _webhook_of(dealer)
+    return Webhook(url, secret, webhook_body(outbox_id=row.id, lead=lead, dealer=dealer))
+
+
+def _erasure_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook:
+    url, secret = _webhook_of(dealer)
+    body = erasure_webhook_body(outbox_id=row.id, lead=lead, dealer=dealer)
+    return Webhook(url, secret, body, ERASURE_EVENT)
+
+
+def send_email(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
+    """Hand the email to SMTP (or the mail folder). Raises `DeliveryError` (not sent) or
+    `UncertainDelivery` (it may have arrived)."""
+    name = f"{outgoing.outbox_id}-{outgoing.kind.replace('_', '-')}"
+    mail_transport(settings).send(outgoing.message, name=name, handed_off=handed_off)
+
+
+def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
+    """POST the signed webhook; the dealer deduplicates on its delivery id."""
+    webhook = outgoing.message
     handed_off()
-    post_webhook(webhook.url, webhook.secret, webhook.body, delivery=outgoing.delivery_id,
-                 timeout=settings.webhook_timeout, event=webhook.event)  # fmt: skip
+    post_webhook(
+        webhook.url,
+        webhook.secret,
+        webhook.body,
+        delivery=f"outbox-{outgoing.outbox_id}",
+        timeout=settings.webhook_timeout,
+        event=webhook.event,
+    )
+
+
+def register_senders() -> None:
+    """Register the person's emails and the dealer notices (idempotent)."""
+    for name, build, needs_dealer in (
+        (WELCOME_EMAIL, _person, False),
+        (CONFIRM_EMAIL, _person, False),
+        (DEALER_EMAIL, _adf, True),
+        (DEALER_ERASURE_EMAIL, _erasure, True),
+    ):
+        register(Kind(name, EMAIL_CHANNEL, _preparer(build, needs_dealer=needs_dealer), send_email))
+    for name, build in (
+        (DEALER_WEBHOOK, _lead_webhook),
+        (DEALER_ERASURE_WEBHOOK, _erasure_webhook),
+    ):
+        register(
+            Kind(
+                name,
+                WEBHOOK_CHANNEL,
+                _preparer(build, needs_dealer=True),
+                send_webhook,
+                idempotent=True,
+            )
+        )

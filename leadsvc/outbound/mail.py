@@ -14,98 +14,26 @@ import os
 import re
 import smtplib
 import ssl
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
-from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+from leadsvc.ops.logs import redact
+from leadsvc.outbox.kinds import DeliveryError, HandedOff, UncertainDelivery
 
-
-class HeaderClasses(HeaderRegistry):
-    """The email package's header factory, making each header class once per header name, and
-    each header once per name and value.
-
-    `HeaderRegistry` builds a new class (`type(...)`) for every header it parses: about a fifth
-    of the time it takes to build an email here. The class depends only on the name (and the
-    registry), so the one made first is kept and used again. Parsed headers are immutable
-    (a `str` with its parse), and most of an email's are the same in every email (From, the
-    subject, List-Id, the MIME headers of its parts): the last `KEPT` made are kept too.
-    """
-
-    KEPT = 256
-
-    def __init__(self):
-        super().__init__()
-        self._made: dict[str, type] = {}
-        self._headers: dict[tuple[str, str], object] = {}
-        self._lock = threading.Lock()  # the in-process drainer and a worker may share it
-
-    def map_to_type(self, name, cls):
-        super().map_to_type(name, cls)
-        self._made.clear()
-        self._headers.clear()
-
-    def __call__(self, name, value):
-        if type(value) is not str:
-            return super().__call__(name, value)
-        key = (name, value)
-        with self._lock:
-            header = self._headers.pop(key, None)
-        if header is None:
-            header = super().__call__(name, value)
-        with self._lock:
-            if len(self._headers) >= self.KEPT:
-                del self._headers[next(iter(self._headers))]  # the least recently used
-            self._headers[key] = header
-        return header
-
-    def __getitem__(self, name):
-        key = name.lower()
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = super().__getitem__(name)
-        return made
-
-
-HEADER_CLASSES = HeaderClasses()
-#: The policy emails are built with: the email package's default, with the header classes kept.
-COMPOSE = policy.default.clone(header_factory=HEADER_CLASSES)
 #: Serialisation policies with RFC 5322's 998-character line limit: the long, unbreakable
 #: List-Unsubscribe URLs then stay plain text (a 78-character fold would RFC 2047-encode them,
 #: which mail providers' one-click parsers do not decode).
-WIRE_SMTP = policy.SMTP.clone(max_line_length=998, header_factory=HEADER_CLASSES)
-WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998, header_factory=HEADER_CLASSES)
+WIRE_SMTP = policy.SMTP.clone(max_line_length=998)
+WIRE_SMTPUTF8 = policy.SMTPUTF8.clone(max_line_length=998)
 
 
 def new_message() -> EmailMessage:
-    """An empty email built with `COMPOSE`."""
-    return EmailMessage(policy=COMPOSE)
-
-
-def redact(text: str, limit: int = 300) -> str:
-    """`text` without email addresses (server replies often quote them), cut to `limit`."""
-    return _ADDRESS.sub("<address>", text)[:limit]
-
-
-class DeliveryError(Exception):
-    """The message was certainly not delivered. `permanent`: retrying will not help (5xx)."""
-
-    def __init__(self, message: str, *, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class UncertainDelivery(Exception):
-    """The connection failed after the point of no return: the message may have arrived."""
-
-
-HandedOff = Callable[[], None]
+    """An empty email, built with the email package's default policy."""
+    return EmailMessage(policy=policy.default)
 
 
 @dataclass(frozen=True)
@@ -154,8 +82,9 @@ class SmtpTransport:
     def _connect(self) -> smtplib.SMTP:
         target = self.target
         if target.scheme == "smtps":
-            client = smtplib.SMTP_SSL(target.host, target.port, timeout=self.timeout,
-                                      context=ssl.create_default_context())  # fmt: skip
+            client = smtplib.SMTP_SSL(
+                target.host, target.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
         else:
             client = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
         client.ehlo()

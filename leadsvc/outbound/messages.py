@@ -58,8 +58,9 @@ def message_id(settings, outbox_id: int, kind: str) -> str:
     return f"<outbox-{outbox_id}.{kind.replace('_', '-')}@{domain}>"
 
 
-def person_email(settings, *, kind: str, outbox_id: int, lead_id: int, to: str,
-                 dealer_name: str | None = None) -> EmailMessage:  # fmt: skip
+def person_email(
+    settings, *, kind: str, outbox_id: int, lead_id: int, to: str, dealer_name: str | None = None
+) -> EmailMessage:
     """The confirmation or welcome email for one lead (templates need an app context)."""
     links = links_for(settings, lead_id, confirm=kind == CONFIRM)
     context = {

@@ -14,15 +14,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadsvc.consent.service import ConsentContext, record_consent
+from leadsvc.consent.service import record_consent
 from leadsvc.db import utcnow
 from leadsvc.dealers.models import Dealer
-from leadsvc.jobs.models import OutboxMessage
-from leadsvc.jobs.outbox import (
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.messages import (
     CONFIRM_EMAIL,
     DEALER_EMAIL,
-    DEALER_ERASURE_EMAIL,
-    DEALER_ERASURE_WEBHOOK,
     DEALER_KINDS,
     DEALER_WEBHOOK,
     SKIPPED,
@@ -32,7 +30,8 @@ from leadsvc.jobs.outbox import (
     add_messages,
     skip_open_messages,
 )
-from leadsvc.signups.models import Lead
+from leadsvc.outbox.models import OutboxMessage
+from leadsvc.request_context import ConsentContext
 
 GIVEN, PENDING, CONFIRMED, WITHDRAWN = "given", "pending", "confirmed", "withdrawn"
 CONSENTED = (GIVEN, CONFIRMED)
@@ -102,13 +101,16 @@ def plan_after_signup(
 
 def confirmations_sent_today(session: Session, lead_id: int) -> int:
     since = utcnow() - timedelta(days=1)
-    return session.scalar(
-        sa.select(sa.func.count()).where(
-            OutboxMessage.lead_id == lead_id,
-            OutboxMessage.kind == CONFIRM_EMAIL,
-            OutboxMessage.created_at >= since,
+    return (
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                OutboxMessage.lead_id == lead_id,
+                OutboxMessage.kind == CONFIRM_EMAIL,
+                OutboxMessage.created_at >= since,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def notify_dealer(session: Session, lead_id: int, dealer_id: int | None) -> list[QueuedRow]:
@@ -150,15 +152,6 @@ def _told_and_webhook(session: Session, lead_id: int, dealer_id: int, told: bool
     return session.scalar(sa.select(webhook_url))
 
 
-def notify_dealer_of_erasure(session: Session, lead_id: int, dealer_id: int) -> list[QueuedRow]:
-    """A deletion notice (email, and webhook if the dealer has one) for an erased person's lead."""
-    rows = [add_message(session, DEALER_ERASURE_EMAIL, lead_id, dealer_id)]
-    webhook_url = session.scalar(sa.select(Dealer.webhook_url).where(Dealer.id == dealer_id))
-    if webhook_url:
-        rows.append(add_message(session, DEALER_ERASURE_WEBHOOK, lead_id, dealer_id))
-    return rows
-
-
 def _lead(session: Session, lead_id: int) -> Lead | None:
     return session.scalars(
         sa.select(Lead).where(Lead.id == lead_id).execution_options(populate_existing=True)
@@ -184,8 +177,14 @@ def confirm_lead(session: Session, lead_id: int, context: ConsentContext) -> str
         if lead is None:
             return "missing"
         return "withdrawn" if lead.consent_status == WITHDRAWN else "already"
-    record_consent(session, lead_id=lead.id, subject=lead.email, event_type=CONFIRMED,
-                   text_version=lead.consent_text_version, context=context)  # fmt: skip
+    record_consent(
+        session,
+        lead_id=lead.id,
+        subject=lead.email,
+        event_type=CONFIRMED,
+        text_version=lead.consent_text_version,
+        context=context,
+    )
     add_message(session, WELCOME_EMAIL, lead.id)
     notify_dealer(session, lead.id, lead.dealer_id)
     session.commit()
@@ -208,8 +207,14 @@ def unsubscribe_lead(session: Session, lead_id: int, context: ConsentContext) ->
     if not changed:
         session.rollback()
         return "missing" if lead is None else "already"
-    record_consent(session, lead_id=lead.id, subject=lead.email, event_type=WITHDRAWN,
-                   text_version=lead.consent_text_version, context=context)  # fmt: skip
+    record_consent(
+        session,
+        lead_id=lead.id,
+        subject=lead.email,
+        event_type=WITHDRAWN,
+        text_version=lead.consent_text_version,
+        context=context,
+    )
     skip_open_messages(session, lead.id, "unsubscribed")
     session.commit()
     return "unsubscribed"
@@ -220,4 +225,3 @@ def may_send(kind: str, consent_status: str) -> bool:
     if kind == CONFIRM_EMAIL:
         return consent_status == PENDING
     return consent_status in CONSENTED
-

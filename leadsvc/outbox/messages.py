@@ -1,13 +1,17 @@
-"""The outbox: rows written in the transaction that needs a message sent, and their life cycle.
+"""Outbox rows: written in the transaction that needs a message sent, and their life cycle.
 
-    pending --claim--> sending --hand-off--> handed_off --reply--> sent
-       ^                  |                      |
-       +---- retry -------+ (definite failure)   +-- died or lost the reply --> unknown
+    pending --dispatch--> queued --claim--> sending --hand-off--> handed_off --reply--> sent
+       ^                    ^                  |                      |
+       |                    +---- retry -------+ (definite failure)   +-- died or lost the
+       +-- job lost (new generation) --+                                  reply --> unknown
     failed: the tries are used up, or the failure is permanent (kept, never deleted)
     skipped: no longer to be sent (the person unsubscribed, or the lead may not be shared)
 
-`add_message` notes each new row on the session; after the commit `leadsvc.jobs.dispatch` hands
-the rows to rq (or wakes the in-process drainer). Nothing here talks to Redis.
+`pending` rows wait for a dispatcher; `queued` rows have a job in rq (or a retry scheduled
+there). On PostgreSQL a trigger (`NOTIFY leadsvc_outbox`) wakes the dispatchers at the commit of
+every transaction that made a row pending; `add_messages` also notes the rows on the session,
+so the in-process drainer of the same process is woken after the commit. Nothing here talks to
+Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
-from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
+from leadsvc.outbox.kinds import is_idempotent
+from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 
 WELCOME_EMAIL = "welcome_email"
 CONFIRM_EMAIL = "confirm_email"
@@ -34,13 +39,17 @@ KINDS = (WELCOME_EMAIL, CONFIRM_EMAIL, DEALER_EMAIL, DEALER_WEBHOOK, *ERASURE_KI
 PERSON_KINDS = (WELCOME_EMAIL, CONFIRM_EMAIL)
 DEALER_KINDS = (DEALER_EMAIL, DEALER_WEBHOOK)
 
-PENDING, SENDING, HANDED_OFF = "pending", "sending", "handed_off"
+PENDING, QUEUED, SENDING, HANDED_OFF = "pending", "queued", "sending", "handed_off"
 SENT, FAILED, UNKNOWN, SKIPPED = "sent", "failed", "unknown", "skipped"
-STATUSES = (PENDING, SENDING, HANDED_OFF, SENT, FAILED, UNKNOWN, SKIPPED)
+STATUSES = (PENDING, QUEUED, SENDING, HANDED_OFF, SENT, FAILED, UNKNOWN, SKIPPED)
+#: Waiting for a try: for a dispatcher (pending) or for the job rq holds (queued).
+WAITING = (PENDING, QUEUED)
 IN_FLIGHT = (SENDING, HANDED_OFF)
 FINAL = (SENT, FAILED, UNKNOWN, SKIPPED)
 #: Not yet in a final state: what the outbox still owes.
-OPEN = (PENDING, SENDING, HANDED_OFF)
+OPEN = (PENDING, QUEUED, SENDING, HANDED_OFF)
+#: The channel the PostgreSQL trigger notifies when rows become pending.
+NOTIFY_CHANNEL = "leadsvc_outbox"
 
 #: A claim outlives the job timeout by this much (clock differences between machines). A try
 #: that is somehow still running past it cannot send anyway: see `mark_handed_off`.
@@ -80,9 +89,8 @@ def add_message(
 
 #: The outbox INSERT, built once (a Core statement: the ORM's unit of work cost more Python time
 #: per signup than the database round trip). Several rows go in one INSERT ... RETURNING.
-_INSERT = (
-    sa.insert(OutboxMessage.__table__)
-    .returning(OutboxMessage.__table__.c.id, sort_by_parameter_order=True)
+_INSERT = sa.insert(OutboxMessage.__table__).returning(
+    OutboxMessage.__table__.c.id, sort_by_parameter_order=True
 )
 
 
@@ -90,9 +98,7 @@ def _payload(lead_id: int, dealer_id: int | None) -> dict[str, int]:
     return {"lead_id": lead_id} | ({"dealer_id": dealer_id} if dealer_id is not None else {})
 
 
-def add_messages(
-    session: Session, messages: list[tuple[str, int, int | None]]
-) -> list[QueuedRow]:
+def add_messages(session: Session, messages: list[tuple[str, int, int | None]]) -> list[QueuedRow]:
     """Write outbox rows (kind, lead id, dealer id or None) in the caller's transaction in one
     statement; they are dispatched after the commit."""
     for kind, _, _ in messages:
@@ -102,11 +108,19 @@ def add_messages(
         return []
     now = utcnow()
     values = [
-        {"kind": kind, "lead_id": lead_id, "dealer_id": dealer_id,
-         "payload": _payload(lead_id, dealer_id), "status": PENDING, "attempts": 0,
-         "generation": 1, "created_at": now, "updated_at": now}
+        {
+            "kind": kind,
+            "lead_id": lead_id,
+            "dealer_id": dealer_id,
+            "payload": _payload(lead_id, dealer_id),
+            "status": PENDING,
+            "attempts": 0,
+            "generation": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
         for kind, lead_id, dealer_id in messages
-    ]  # fmt: skip
+    ]
     ids = session.connection().execute(_INSERT, values).scalars().all()
     rows = [QueuedRow(id, kind, 1) for id, (kind, _, _) in zip(ids, messages, strict=True)]
     session.info.setdefault(NEW_ROWS_KEY, []).extend(rows)
@@ -164,7 +178,7 @@ def interrupt(session: Session, row: OutboxMessage, now: datetime, max_attempts:
     """
     attempt = running_attempt(session, row)
     number = row.attempts
-    if row.status == HANDED_OFF and row.kind != DEALER_WEBHOOK:
+    if row.status == HANDED_OFF and not is_idempotent(row.kind):
         row.status = UNKNOWN
         row.last_error = (
             f"try {number} died after handing the message over; it may have arrived, so it is "
@@ -208,27 +222,102 @@ def reclaim_expired(session: Session, max_attempts: int) -> dict[int, str]:
     return settled
 
 
-def due_pending(session: Session, limit: int = 500, after_id: int = 0) -> list[OutboxMessage]:
-    """Pending rows whose next try is due, oldest first."""
-    now = utcnow()
+def due_waiting(session: Session, limit: int = 500, after_id: int = 0) -> list[OutboxMessage]:
+    """Rows waiting for a try whose time has come, oldest first (the in-process drainer's)."""
     return list(
         session.scalars(
             sa.select(OutboxMessage)
-            .where(
-                OutboxMessage.status == PENDING,
-                OutboxMessage.id > after_id,
-                sa.or_(
-                    OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now
-                ),
-            )
+            .where(OutboxMessage.status.in_(WAITING), OutboxMessage.id > after_id, _due())
             .order_by(OutboxMessage.id)
             .limit(limit)
         )
     )
 
 
-def skip_open_messages(session: Session, lead_id: int, reason: str,
-                       kinds: Iterable[str] = KINDS) -> int:  # fmt: skip
+def _due():
+    return sa.or_(
+        OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= utcnow()
+    )
+
+
+_TABLE = OutboxMessage.__table__
+
+
+def take_for_dispatch(session: Session, limit: int = 500) -> list[QueuedRow]:
+    """Move up to `limit` due pending rows to `queued` and return them; commits.
+
+    Rows another dispatcher is taking at the same moment are skipped (FOR UPDATE SKIP LOCKED on
+    PostgreSQL; SQLite has one writer at a time), so each row generation is handed to rq by
+    exactly one dispatcher."""
+    due = (
+        sa.select(_TABLE.c.id)
+        .where(_TABLE.c.status == PENDING, _due())
+        .order_by(_TABLE.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    taken = session.execute(
+        sa.update(_TABLE)
+        .where(_TABLE.c.id.in_(due.scalar_subquery()))
+        .values(status=QUEUED, updated_at=utcnow())
+        .returning(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.generation)
+    ).all()
+    session.commit()
+    return [QueuedRow(*row) for row in sorted(taken)]
+
+
+def give_back(session: Session, rows: list[QueuedRow]) -> int:
+    """Rows whose hand-off to rq failed go back to pending under their next generation (their
+    job may or may not have reached Redis); commits. Returns how many were still queued."""
+    if not rows:
+        return 0
+    changed = session.execute(
+        sa.update(_TABLE)
+        .where(
+            sa.tuple_(_TABLE.c.id, _TABLE.c.generation).in_([(r.id, r.generation) for r in rows]),
+            _TABLE.c.status == QUEUED,
+        )
+        .values(status=PENDING, generation=_TABLE.c.generation + 1, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    return changed
+
+
+def queued_before(
+    session: Session, moment: datetime, after_id: int = 0, limit: int = 500
+) -> list[QueuedRow]:
+    """Queued rows last changed before `moment`, by id (the relay's sweep checks their jobs)."""
+    rows = session.execute(
+        sa.select(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.generation)
+        .where(_TABLE.c.status == QUEUED, _TABLE.c.updated_at < moment, _TABLE.c.id > after_id)
+        .order_by(_TABLE.c.id)
+        .limit(limit)
+    ).all()
+    return [QueuedRow(*row) for row in rows]
+
+
+def next_generation(session: Session, row: QueuedRow, max_generations: int) -> str:
+    """A queued row whose job is gone: back to pending under its next generation, or failed
+    after `max_generations` jobs ended without settling it; commits. Returns the new status, or
+    "settled" if the row moved on meanwhile."""
+    current = lock_message(session, row.id)
+    if current is None or current.status != QUEUED or current.generation != row.generation:
+        session.rollback()
+        return "settled"
+    current.updated_at = utcnow()
+    if current.generation >= max_generations:
+        current.status = FAILED
+        current.last_error = f"given up after {current.generation} jobs ended without settling it"
+    else:
+        current.status = PENDING
+        current.generation += 1
+    session.commit()
+    return current.status
+
+
+def skip_open_messages(
+    session: Session, lead_id: int, reason: str, kinds: Iterable[str] = KINDS
+) -> int:
     """Mark the lead's pending rows skipped (the person unsubscribed); in the caller's transaction.
 
     Rows already being sent are left to their try, which checks the lead again before sending.
@@ -237,7 +326,7 @@ def skip_open_messages(session: Session, lead_id: int, reason: str,
         sa.update(OutboxMessage)
         .where(
             OutboxMessage.lead_id == lead_id,
-            OutboxMessage.status == PENDING,
+            OutboxMessage.status.in_(WAITING),
             OutboxMessage.kind.in_(list(kinds)),
         )
         .values(status=SKIPPED, last_error=reason, updated_at=utcnow())
@@ -255,9 +344,10 @@ def retry_message(session: Session, outbox_id: int) -> OutboxMessage:
     row = lock_message(session, outbox_id)
     if row is None:
         raise LookupError(f"no outbox row {outbox_id}")
-    if row.status not in (FAILED, UNKNOWN, PENDING):
-        raise NotRetryable(f"outbox row {outbox_id} is {row.status}; only failed or unknown rows "
-                           "are retried")  # fmt: skip
+    if row.status not in (FAILED, UNKNOWN, *WAITING):
+        raise NotRetryable(
+            f"outbox row {outbox_id} is {row.status}; only failed or unknown rows are retried"
+        )
     now = utcnow()
     row.status = PENDING
     row.attempts = 0
@@ -286,8 +376,9 @@ def outbox_status(session: Session) -> OutboxStatus:
     counts = {
         (kind, status): count
         for kind, status, count in session.execute(
-            sa.select(OutboxMessage.kind, OutboxMessage.status, sa.func.count())
-            .group_by(OutboxMessage.kind, OutboxMessage.status)
+            sa.select(OutboxMessage.kind, OutboxMessage.status, sa.func.count()).group_by(
+                OutboxMessage.kind, OutboxMessage.status
+            )
         )
     }
     oldest = session.execute(

@@ -23,8 +23,15 @@ def form_token(secret_key: str, now: float | None = None) -> str:
     return URLSafeSerializer(secret_key, salt=_SALT).dumps(round(now or time.time(), 3))
 
 
-def bot_reason(secret_key: str, honeypot: str | None, token: str | None, *, min_seconds: float,
-               token_required: bool, now: float | None = None) -> str | None:  # fmt: skip
+def bot_reason(
+    secret_key: str,
+    honeypot: str | None,
+    token: str | None,
+    *,
+    min_seconds: float,
+    token_required: bool,
+    now: float | None = None,
+) -> str | None:
     """Why this submission is a bot ("honeypot", "too_fast", "bad_token"), or None for a person."""
     if honeypot:
         return "honeypot"

@@ -9,13 +9,12 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
 from leadsvc.extensions import db
-from leadsvc.geo.directory import parse_zip, zip_directory
-from leadsvc.signups.email_address import EmailChecker, InvalidEmail
+from leadsvc.geo.directory import INVALID_ZIP, parse_zip, zip_directory
+from leadsvc.leads.email_address import EmailChecker, InvalidEmail
 
 # The form's own words (the seed page's messages).
 REQUIRED = "This is a required field."
 INVALID_EMAIL = "Please enter a valid email address."
-INVALID_ZIP = "Please enter a valid Zip code."
 RECEIVED = "We've received your information, so keep an eye out for communications from MINI USA."
 # Our words, in the form's style, where the form has none.
 UNKNOWN_FIELD = "This field is not part of the form."
@@ -158,11 +157,7 @@ class FormSchema(Schema):
     class Meta:
         ordered = True
 
-    _default_error_messages = {
-        **Schema._default_error_messages,
-        "unknown": UNKNOWN_FIELD,
-        "type": NOT_AN_OBJECT,
-    }
+    error_messages = {"unknown": UNKNOWN_FIELD, "type": NOT_AN_OBJECT}
 
 
 def _short_text(max_length: int, label: str, **kwargs) -> TrimmedText:
@@ -224,13 +219,15 @@ class SignupSchema(FormSchema):
     )
     # Anti-bot fields the page's own form sends (see leadsvc.signups.abuse); optional in the API.
     website = fields.String(
-        allow_none=True, load_only=True,
+        allow_none=True,
+        load_only=True,
         metadata={"description": "Honeypot: hidden on the page, left empty by people"},
-    )  # fmt: skip
+    )
     form_token = fields.String(
-        allow_none=True, load_only=True,
+        allow_none=True,
+        load_only=True,
         metadata={"description": "The signed render time the page's form carries"},
-    )  # fmt: skip
+    )
 
     @validates("consent_text_version")
     def _known_version(self, value: int | None, data_key: str) -> None:

@@ -2,8 +2,8 @@
 writes the outbox rows for the emails and dealer notifications it needs.
 
 Plain Python over a session, shared by the JSON API, the HTML form and (later) jobs and the CLI.
-The outbox rows are handed to rq (or the in-process drainer) after the commit, by the session's
-after-commit hook (`leadsvc.jobs.dispatch`); if Redis is down the relay enqueues them later.
+The request talks to the database only: the relay (woken by the commit on PostgreSQL) hands the
+outbox rows to rq, or the in-process drainer sends them (see `leadsvc.jobs`).
 """
 
 from __future__ import annotations
@@ -20,27 +20,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from leadsvc.consent.chain import digest_around_lead_id, subject_key
-from leadsvc.consent.service import ConsentContext, active_text_version, record_consent
+from leadsvc.commit_order import next_delivery_seq
+from leadsvc.consent.service import active_text_version, record_consent
 from leadsvc.db import utcnow
-from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
-from leadsvc.jobs.dispatch import dispatch_committed
-from leadsvc.outbound.subscription import new_lead_kinds, plan_after_signup, status_after_signup
+from leadsvc.leads.email_address import CheckedEmail
+from leadsvc.leads.models import Lead
+from leadsvc.outbound.subscription import plan_after_signup, status_after_signup
+from leadsvc.request_context import ConsentContext
 from leadsvc.settings import Settings
-from leadsvc.signups.email_address import CheckedEmail
-from leadsvc.signups.models import Lead
-from leadsvc.signups.new_lead import NewLead, insert_new_lead
 
 log = logging.getLogger(__name__)
 
 #: Columns a repeat signup overwrites; everything else (id, created_at) stays. The consent
 #: status is decided from the stored one after the upsert (see `status_after_signup`).
 _REFRESHED_ON_REPEAT = (
-    "email", "email_as_typed", "first_name", "last_name", "zip5", "zip4",
-    "consent_text_version", "updated_at",
-)  # fmt: skip
+    "email",
+    "email_as_typed",
+    "first_name",
+    "last_name",
+    "zip5",
+    "zip4",
+    "consent_text_version",
+    "updated_at",
+)
 #: Attribution a repeat signup adds to but never erases (a later signup without UTM keeps them).
 _KEPT_UNLESS_GIVEN = ("source", "utm", "interests")
 #: Routing a repeat signup refreshes only while no dealer has acknowledged the lead.
@@ -74,10 +78,26 @@ class SignupResult:
 
 #: The columns a signup writes, bound per execution into the one cached upsert statement.
 _INSERTED = (
-    "email", "email_key", "email_as_typed", "first_name", "last_name", "zip5", "zip4", "source",
-    "utm", "interests", "consent_status", "consent_text_version", "signup_count", "dealer_id",
-    "distance_km", "routing_reason", "routing_version", "created_at", "updated_at",
-)  # fmt: skip
+    "email",
+    "email_key",
+    "email_as_typed",
+    "first_name",
+    "last_name",
+    "zip5",
+    "zip4",
+    "source",
+    "utm",
+    "interests",
+    "consent_status",
+    "consent_text_version",
+    "signup_count",
+    "dealer_id",
+    "distance_km",
+    "routing_reason",
+    "routing_version",
+    "created_at",
+    "updated_at",
+)
 
 
 @functools.cache
@@ -104,14 +124,17 @@ def _upsert_statement(dialect: str):
     return statement.on_conflict_do_update(
         index_elements=[columns.email_key], set_=refreshed
     ).returning(
-        columns.id, columns.signup_count, columns.consent_status, columns.dealer_id,
+        columns.id,
+        columns.signup_count,
+        columns.consent_status,
+        columns.dealer_id,
         # Whether the dealer notices include a webhook, read in the same round trip (written out:
         # SQLAlchemy does not correlate a subquery in RETURNING with the row).
         sa.literal_column(
             "(SELECT dealers.webhook_url FROM dealers WHERE dealers.id = leads.dealer_id)",
             sa.String,
         ).label("dealer_webhook_url"),
-    )  # fmt: skip
+    )
 
 
 def _upsert_lead(session: Session, values: dict[str, Any]) -> sa.Row:
@@ -140,21 +163,15 @@ def capture_signup(
     new and known emails.
 
     The lead goes to the dealer `routes` names for its ZIP, or to the unassigned pool. `settings`
-    (default: the current app's) says whether double opt-in is on. On PostgreSQL a new address
-    is written in one statement (`leadsvc.signups.new_lead`); a known one, and every signup on
-    SQLite, in the transaction of `_write_signup`.
+    (default: the current app's) says whether double opt-in is on.
     """
     if settings is None and has_app_context():
         settings = current_app.config["LEADSVC_SETTINGS"]
     route = routes.route_for_zip(signup.zip.zip5)
-    lead_id = None
-    if session.get_bind().dialect.name == "postgresql":
-        lead_id = _retried(session, lambda: _write_new_lead(session, signup, context, routes,
-                                                            route, settings))  # fmt: skip
-    if lead_id is None:
-        lead_id = _retried(session, lambda: _write_signup(session, signup, context, routes,
-                                                          route, settings))  # fmt: skip
-        session.commit()
+    lead_id = _retried(
+        session, lambda: _write_signup(session, signup, context, routes, route, settings)
+    )
+    session.commit()
     routing = route.reason if route else "unassigned"
     log.info("signup stored", extra={"lead_id": lead_id, "routing": routing})
     return SignupResult(
@@ -167,9 +184,7 @@ def capture_signup(
 def _retried(session: Session, write: Callable[[], int | None]) -> int | None:
     """`write()`, once more on a new connection if the first failed on a pooled connection
     PostgreSQL had closed (a restart, a failover). Such a failure comes at the connection's first
-    use, before anything is written; should a one-statement write have committed just before its
-    connection broke, the retry finds the address known and stores a repeat signup, which sends
-    nothing twice."""
+    use, before anything is written; the commit itself is never retried."""
     for retry in (False, True):
         try:
             return write()
@@ -181,8 +196,9 @@ def _retried(session: Session, write: Callable[[], int | None]) -> int | None:
     raise AssertionError("unreachable")
 
 
-def _lead_values(signup: Signup, routes: RoutingTable, route, status: str,
-                 text_version: int) -> dict[str, Any]:  # fmt: skip
+def _lead_values(
+    signup: Signup, routes: RoutingTable, route, status: str, text_version: int
+) -> dict[str, Any]:
     return {
         "email": signup.email.normalized,
         "email_key": signup.email.key,
@@ -203,48 +219,24 @@ def _lead_values(signup: Signup, routes: RoutingTable, route, status: str,
     }
 
 
-def _write_new_lead(
-    session: Session, signup: Signup, context: ConsentContext, routes: RoutingTable, route,
+def _write_signup(
+    session: Session,
+    signup: Signup,
+    context: ConsentContext,
+    routes: RoutingTable,
+    route,
     settings: Settings | None,
-) -> int | None:  # fmt: skip
-    """A new address on PostgreSQL, in one autocommitted statement; None (nothing written) if
-    the address is known. The outbox rows are dispatched at once: they are committed."""
-    double_opt_in = settings.double_opt_in if settings else False
-    text_version = _consent_text_version(session, signup.consent_text_version)
-    session.rollback()  # the text lookup's transaction, if it opened one, ends here
-    status = status_after_signup(None, double_opt_in)
-    now = utcnow()
-    values = _lead_values(signup, routes, route, status, text_version)
-    values["text_version"] = values.pop("consent_text_version")
-    event = {"subject": signup.email.normalized, "event_type": "given",
-             "text_version": text_version, "occurred_at": now, "ip": context.ip,
-             "user_agent": context.user_agent, "source_url": context.source_url,
-             "request_id": context.request_id}  # fmt: skip
-    head, tail = digest_around_lead_id(**event, key=subject_key())
-    kinds = new_lead_kinds(status, values["dealer_id"],
-                           settings.confirm_emails_per_day if settings else 3)  # fmt: skip
-    lead = NewLead(**values, now=now, ip=context.ip, user_agent=context.user_agent,
-                   source_url=context.source_url, request_id=context.request_id,
-                   digest_head=head, digest_tail=tail, kinds=kinds)  # fmt: skip
-    written = insert_new_lead(session.get_bind(), lead)
-    if written is None:
-        return None
-    lead_id, rows = written
-    if has_app_context():
-        dispatch_committed(current_app._get_current_object(), rows)
-    return lead_id
-
-
-def _write_signup(session: Session, signup: Signup, context: ConsentContext,
-                  routes: RoutingTable, route, settings: Settings | None) -> int:  # fmt: skip
+) -> int:
     """The signup's statements, up to (not including) the commit; returns the lead id."""
     double_opt_in = settings.double_opt_in if settings else False
     text_version = _consent_text_version(session, signup.consent_text_version)
     now = utcnow()
-    values = _lead_values(signup, routes, route, status_after_signup(None, double_opt_in),
-                          text_version)  # fmt: skip
-    stored = _upsert_lead(session, {**values, "signup_count": 1, "created_at": now,
-                                    "updated_at": now})  # fmt: skip
+    values = _lead_values(
+        signup, routes, route, status_after_signup(None, double_opt_in), text_version
+    )
+    stored = _upsert_lead(
+        session, {**values, "signup_count": 1, "created_at": now, "updated_at": now}
+    )
     lead_id = stored.id
     previous = None if stored.signup_count == 1 else stored.consent_status
     status = status_after_signup(previous, double_opt_in)
@@ -261,9 +253,13 @@ def _write_signup(session: Session, signup: Signup, context: ConsentContext,
         context=context,
     )
     plan_after_signup(
-        session, lead_id, previous=previous, status=status, dealer_id=stored.dealer_id,
+        session,
+        lead_id,
+        previous=previous,
+        status=status,
+        dealer_id=stored.dealer_id,
         confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
         dealer_webhook_url=stored.dealer_webhook_url,
-    )  # fmt: skip
+    )
     session.flush()  # every statement runs here, so only the commit itself is never retried
     return lead_id

@@ -16,7 +16,6 @@ from marshmallow import ValidationError
 
 from leadsvc.consent.service import active_text
 from leadsvc.dealers.routing import routing_table
-from leadsvc.edge import limit_signups
 from leadsvc.errors import FAILURE_MESSAGE, ErrorSchema, first_messages
 from leadsvc.extensions import db
 from leadsvc.input_bounds import without_controls
@@ -90,9 +89,12 @@ def _bot(data: dict, *, token_required: bool) -> bool:
     """Drop the anti-bot fields from `data`; True (and counted) when they show a bot."""
     settings = current_app.config["LEADSVC_SETTINGS"]
     reason = bot_reason(
-        settings.secret_key, data.pop(HONEYPOT_FIELD, None), data.pop(TOKEN_FIELD, None),
-        min_seconds=settings.min_fill_seconds, token_required=token_required,
-    )  # fmt: skip
+        settings.secret_key,
+        data.pop(HONEYPOT_FIELD, None),
+        data.pop(TOKEN_FIELD, None),
+        min_seconds=settings.min_fill_seconds,
+        token_required=token_required,
+    )
     if reason:
         g.signup_outcome = "bot"
         log.info("signup refused as a bot", extra={"reason": reason})
@@ -110,8 +112,6 @@ def _count_outcome(response):
 
 api_blp.after_request(_count_outcome)
 pages.after_request(_count_outcome)
-limit_signups(api_blp)
-limit_signups(pages)
 
 
 @api_blp.route("/signups")
@@ -121,8 +121,12 @@ class Signups(MethodView):
     @api_blp.alt_response(400, schema=ErrorSchema, description="The body is not valid JSON")
     @api_blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
     @api_blp.alt_response(422, schema=ErrorSchema, description="Field errors, keyed by field")
-    @api_blp.alt_response(429, schema=ErrorSchema, description="Too many signups; see Retry-After",
-                          headers={"Retry-After": {"schema": {"type": "integer"}}})  # fmt: skip
+    @api_blp.alt_response(
+        429,
+        schema=ErrorSchema,
+        description="Too many signups; see Retry-After",
+        headers={"Retry-After": {"schema": {"type": "integer"}}},
+    )
     @api_blp.alt_response(503, schema=ErrorSchema, description="The database is unreachable")
     def post(self, data):
         """Sign a person up for the newsletter (same reply for new and known addresses)"""

@@ -11,8 +11,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 
 from leadsvc.errors import ErrorSchema
-from leadsvc.geo.directory import parse_zip, zip_directory
-from leadsvc.signups.schemas import INVALID_ZIP
+from leadsvc.geo.directory import INVALID_ZIP, parse_zip, zip_directory
 
 blp = Blueprint("zips", __name__, url_prefix="/api/v1", description="US ZIP codes and their dealer")
 
@@ -52,9 +51,17 @@ class ZipInfo(MethodView):
         dealer = None
         if route is not None:
             dealer = {
-                "code": route.dealer_code, "name": route.dealer_name, "reason": route.reason,
-                "distance_km": route.distance_km, "distance_miles": route.distance_miles,
-            }  # fmt: skip
-        body = {"zip": zip_input.zip5, "valid": True, "city": place.city, "state": place.state,
-                "dealer": dealer}  # fmt: skip
+                "code": route.dealer_code,
+                "name": route.dealer_name,
+                "reason": route.reason,
+                "distance_km": route.distance_km,
+                "distance_miles": route.distance_miles,
+            }
+        body = {
+            "zip": zip_input.zip5,
+            "valid": True,
+            "city": place.city,
+            "state": place.state,
+            "dealer": dealer,
+        }
         return body, 200, {"Cache-Control": f"public, max-age={CACHE_SECONDS}"}

@@ -116,8 +116,13 @@ def downgrade() -> None:
     with op.batch_alter_table("leads") as batch:
         batch.drop_index("ix_leads_dealer_id")
         batch.drop_constraint("fk_leads_dealer_id_dealers", type_="foreignkey")
-        for column in ("acknowledged_at", "routing_version", "routing_reason", "distance_km",
-                       "dealer_id"):  # fmt: skip
+        for column in (
+            "acknowledged_at",
+            "routing_version",
+            "routing_reason",
+            "distance_km",
+            "dealer_id",
+        ):
             batch.drop_column(column)
     op.drop_index("ix_zip_routes_dealer_id", table_name="zip_routes")
     op.drop_table("zip_routes")

@@ -59,9 +59,11 @@ def upgrade() -> None:
         sa.Column("started_at", TIMESTAMP, nullable=False),
         sa.Column("finished_at", TIMESTAMP, nullable=True),
         sa.ForeignKeyConstraint(
-            ["outbox_id"], ["outbox.id"], name="fk_outbox_attempts_outbox_id_outbox",
+            ["outbox_id"],
+            ["outbox.id"],
+            name="fk_outbox_attempts_outbox_id_outbox",
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_outbox_attempts"),
     )
     op.create_index("ix_outbox_attempts_outbox_id", "outbox_attempts", ["outbox_id"])

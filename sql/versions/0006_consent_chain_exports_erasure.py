@@ -19,8 +19,19 @@ depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TIMESTAMP = sa.DateTime(timezone=True)
-EVENT_COLUMNS = ("id", "lead_id", "event_type", "text_version", "occurred_at", "ip", "user_agent",
-                 "source_url", "request_id", "digest", "txid")  # fmt: skip
+EVENT_COLUMNS = (
+    "id",
+    "lead_id",
+    "event_type",
+    "text_version",
+    "occurred_at",
+    "ip",
+    "user_agent",
+    "source_url",
+    "request_id",
+    "digest",
+    "txid",
+)
 
 PG_OLD_TRIGGERS = """
 DROP TRIGGER consent_events_no_change ON consent_events;
@@ -65,9 +76,13 @@ def upgrade() -> None:
         op.add_column("consent_events", sa.Column("digest", sa.String(64), nullable=True))
         op.add_column(
             "consent_events",
-            sa.Column("txid", sa.BigInteger(), nullable=True,
-                      server_default=sa.text("(pg_current_xact_id()::text::bigint)")),
-        )  # fmt: skip
+            sa.Column(
+                "txid",
+                sa.BigInteger(),
+                nullable=True,
+                server_default=sa.text("(pg_current_xact_id()::text::bigint)"),
+            ),
+        )
         op.execute(PG_NEW_TRIGGERS)
     else:
         op.execute("DROP TRIGGER consent_events_no_update")

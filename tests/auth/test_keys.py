@@ -53,8 +53,9 @@ def test_cli_prints_the_key_once_lists_prefixes_and_the_database_holds_no_key(
     app, client, session, dealers
 ):
     runner = app.test_cli_runner()
-    made = runner.invoke(args=["keys", "create", "--role", "dealer", "--dealer", "ny1",
-                               "--name", "Acme CRM"])  # fmt: skip
+    made = runner.invoke(
+        args=["keys", "create", "--role", "dealer", "--dealer", "ny1", "--name", "Acme CRM"]
+    )
     assert made.exit_code == 0, made.output
     key = made.stdout.strip()
     prefix, secret = KEY.match(key).groups()
@@ -92,8 +93,10 @@ def test_cli_prints_the_key_once_lists_prefixes_and_the_database_holds_no_key(
     used = session.scalar(sa.select(ApiKey.last_used_at).where(ApiKey.prefix == prefix))
     assert used is not None and abs(utcnow() - used) < timedelta(minutes=1)
     assert "never used" not in next(
-        line for line in runner.invoke(args=["keys", "list"]).stdout.splitlines()
-        if line.startswith(prefix))  # fmt: skip
+        line
+        for line in runner.invoke(args=["keys", "list"]).stdout.splitlines()
+        if line.startswith(prefix)
+    )
 
     # Revoked: the very next request fails; the other keys still work.
     revoked = runner.invoke(args=["keys", "revoke", prefix])
@@ -102,8 +105,11 @@ def test_cli_prints_the_key_once_lists_prefixes_and_the_database_holds_no_key(
     assert reply.status_code == 401 and reply.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/api/v1/admin/dealers", headers=bearer(admin)).status_code == 200
     assert f"{prefix}  dealer" in runner.invoke(args=["keys", "list"]).stdout
-    assert "revoked" in next(line for line in runner.invoke(args=["keys", "list"]).stdout
-                             .splitlines() if line.startswith(prefix))  # fmt: skip
+    assert "revoked" in next(
+        line
+        for line in runner.invoke(args=["keys", "list"]).stdout.splitlines()
+        if line.startswith(prefix)
+    )
     unknown = runner.invoke(args=["keys", "revoke", "lsk_nope0000"])
     assert unknown.exit_code != 0 and "no key with prefix lsk_nope0000" in unknown.output
 
@@ -155,7 +161,7 @@ def test_a_missing_or_bad_key_is_401_and_a_key_of_another_role_403_everywhere(
         "no scheme": {"Authorization": dealer_key},
         "revoked": bearer(revoked[1]),
         "in the query string instead": {},
-    }  # fmt: skip
+    }
     for method, url, role in keyed_operations(app):
         for what, headers in bad_headers.items():
             target = url + (f"?access_token={dealer_key}" if "query" in what else "")

@@ -17,8 +17,8 @@ from leadsvc.consent import chain
 from leadsvc.consent.models import ConsentEvent, ConsentSeal, ErasedSubject, ExportAudit
 from leadsvc.consent.retention import purge
 from leadsvc.dealers.directory import import_dealers
-from leadsvc.jobs.models import OutboxMessage
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.models import OutboxMessage
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
 EMAIL = "jane.doe@example.com"
@@ -26,12 +26,18 @@ EMAIL = "jane.doe@example.com"
 
 @pytest.fixture
 def keys(session):
-    import_dealers(session, dealer_csv(
-        dealer_line("NY1", "10019", webhook_url="https://crm.example.com/hook",
-                    webhook_secret="s" * 24),
-    ))  # fmt: skip
-    return {role: create_key(session, role, "NY1" if role == "dealer" else None)[1]
-            for role in ("compliance", "dealer", "admin")}  # fmt: skip
+    import_dealers(
+        session,
+        dealer_csv(
+            dealer_line(
+                "NY1", "10019", webhook_url="https://crm.example.com/hook", webhook_secret="s" * 24
+            ),
+        ),
+    )
+    return {
+        role: create_key(session, role, "NY1" if role == "dealer" else None)[1]
+        for role in ("compliance", "dealer", "admin")
+    }
 
 
 def auth(key: str) -> dict:
@@ -46,7 +52,7 @@ def sign_up(client, **overrides):
 def wait_settled(session) -> None:
     """On PostgreSQL sealing waits, by design, for every older running transaction of the whole
     server (another test session's, say) to end; wait for that before sealing."""
-    from leadsvc.dealers.delivery import settled_below
+    from leadsvc.commit_order import settled_below
 
     newest = session.scalar(sa.select(sa.func.max(ConsentEvent.txid)))
     deadline = time.monotonic() + 20
@@ -79,8 +85,9 @@ def test_compliance_endpoints_are_for_compliance_keys_only(client, keys):
         assert client.get(path).status_code == 401
         assert client.get(path, headers=auth(keys["dealer"])).status_code == 403
         assert client.get(path, headers=auth(keys["admin"])).status_code == 403
-    reply = client.post("/api/v1/consent/erasures", json={"email": EMAIL},
-                        headers=auth(keys["dealer"]))  # fmt: skip
+    reply = client.post(
+        "/api/v1/consent/erasures", json={"email": EMAIL}, headers=auth(keys["dealer"])
+    )
     assert reply.status_code == 403
 
 
@@ -90,16 +97,22 @@ def test_export_covers_exactly_the_range_once_each(client, session, keys):
     events = session.scalars(sa.select(ConsentEvent).order_by(ConsentEvent.id)).all()
     start, end = events[1].occurred_at, events[4].occurred_at  # [start, end): events 1, 2, 3
     query = {"from": start.isoformat(), "to": end.isoformat()}
-    reply = client.get("/api/v1/consent/events", query_string={**query, "format": "csv"},
-                       headers=auth(keys["compliance"]))  # fmt: skip
+    reply = client.get(
+        "/api/v1/consent/events",
+        query_string={**query, "format": "csv"},
+        headers=auth(keys["compliance"]),
+    )
     assert reply.status_code == 200 and reply.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(reply.get_data(as_text=True))))
     assert [int(r["event_id"]) for r in rows] == [e.id for e in events[1:4]]
     assert rows[0]["subject"] == "p1@example.com" and rows[0]["event_type"] == "given"
     assert rows[0]["text_version"] == "1" and len(rows[0]["text_sha256"]) == 64
     assert rows[0]["dealer_code"] == "NY1" and rows[0]["current_status"] == "given"
-    jsonl = client.get("/api/v1/consent/events", query_string={**query, "format": "jsonl"},
-                       headers=auth(keys["compliance"])).get_data(as_text=True)  # fmt: skip
+    jsonl = client.get(
+        "/api/v1/consent/events",
+        query_string={**query, "format": "jsonl"},
+        headers=auth(keys["compliance"]),
+    ).get_data(as_text=True)
     records = [json.loads(line) for line in jsonl.splitlines()]
     assert [r["event_id"] for r in records] == [e.id for e in events[1:4]]
     audits = session.scalars(sa.select(ExportAudit).order_by(ExportAudit.id)).all()
@@ -111,10 +124,13 @@ def test_export_covers_exactly_the_range_once_each(client, session, keys):
 
 def test_export_neutralises_spreadsheet_formulas(client, session, keys):
     sign_up(client, source="https://www.miniusa.com/?q=1")
-    session.execute(sa.text(
-        "INSERT INTO consent_events (lead_id, subject, event_type, text_version, occurred_at, "
-        "user_agent, source_url) VALUES (NULL, '=HYPERLINK(1)', 'given', 1, :t, '+cmd', '@x')"
-    ), {"t": datetime.now(UTC)})  # fmt: skip
+    session.execute(
+        sa.text(
+            "INSERT INTO consent_events (lead_id, subject, event_type, text_version, occurred_at, "
+            "user_agent, source_url) VALUES (NULL, '=HYPERLINK(1)', 'given', 1, :t, '+cmd', '@x')"
+        ),
+        {"t": datetime.now(UTC)},
+    )
     session.commit()
     reply = client.get("/api/v1/consent/events", headers=auth(keys["compliance"]))
     rows = list(csv.DictReader(io.StringIO(reply.get_data(as_text=True))))
@@ -141,8 +157,11 @@ def test_cli_export_writes_the_file_and_audits_it(app, client, session, tmp_path
 
 def test_subject_lookup_returns_everything_held(client, keys, session):
     sign_up(client, interests=["Countryman"])
-    reply = client.get("/api/v1/consent/subjects", query_string={"email": "Jane.Doe@Example.com"},
-                       headers=auth(keys["compliance"]))  # fmt: skip
+    reply = client.get(
+        "/api/v1/consent/subjects",
+        query_string={"email": "Jane.Doe@Example.com"},
+        headers=auth(keys["compliance"]),
+    )
     body = reply.get_json()
     assert reply.status_code == 200 and body["found"] is True
     assert body["lead"]["first_name"] == "Jane" and body["lead"]["interests"] == ["Countryman"]
@@ -158,8 +177,11 @@ def test_erasure_leaves_no_copy_and_the_chain_still_verifies(client, session, ke
     session.execute(sa.update(OutboxMessage).values(status="sent"))
     session.commit()
     assert seal(session).events == 2
-    reply = client.post("/api/v1/consent/erasures", json={"email": "JANE.DOE@example.com"},
-                        headers=auth(keys["compliance"]))  # fmt: skip
+    reply = client.post(
+        "/api/v1/consent/erasures",
+        json={"email": "JANE.DOE@example.com"},
+        headers=auth(keys["compliance"]),
+    )
     assert reply.status_code == 200, reply.get_json()
     report = reply.get_json()
     assert report["dealers_notified"] == ["NY1"] and report["events_rewritten"] == 1
@@ -176,8 +198,9 @@ def test_erasure_leaves_no_copy_and_the_chain_still_verifies(client, session, ke
     verified = chain.verify_chain(session)
     assert verified.ok and verified.events == 3, verified.problem
     # Idempotent: a second request changes nothing and queues nothing.
-    again = client.post("/api/v1/consent/erasures", json={"email": EMAIL},
-                        headers=auth(keys["compliance"])).get_json()  # fmt: skip
+    again = client.post(
+        "/api/v1/consent/erasures", json={"email": EMAIL}, headers=auth(keys["compliance"])
+    ).get_json()
     assert again["already_erased"] is True and again["dealers_notified"] == []
     assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 3
     # A later signup from the address is a new person with new consent.

@@ -20,7 +20,7 @@ from leadsvc.consent.service import (
     record_consent,
     text_version_exists,
 )
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import valid_signup
 
 NOTICE_V1 = (
@@ -37,9 +37,13 @@ CONTEXT = ConsentContext(
 
 def _record(session, subject="jane.doe@example.com", lead_id=41) -> int:
     event_id = record_consent(
-        session, lead_id=lead_id, subject=subject, event_type="given", text_version=1,
+        session,
+        lead_id=lead_id,
+        subject=subject,
+        event_type="given",
+        text_version=1,
         context=CONTEXT,
-    )  # fmt: skip
+    )
     session.commit()
     return event_id
 
@@ -47,9 +51,10 @@ def _record(session, subject="jane.doe@example.com", lead_id=41) -> int:
 def _row(session, event_id: int):
     session.rollback()
     return session.execute(
-        sa.select(ConsentEvent.subject, ConsentEvent.event_type, ConsentEvent.lead_id)
-        .where(ConsentEvent.id == event_id)
-    ).one_or_none()  # fmt: skip
+        sa.select(ConsentEvent.subject, ConsentEvent.event_type, ConsentEvent.lead_id).where(
+            ConsentEvent.id == event_id
+        )
+    ).one_or_none()
 
 
 def _event_count(session) -> int:
@@ -92,12 +97,24 @@ def test_recorded_event_keeps_who_what_when_and_how(session):
     session.expunge_all()
     event = session.get(ConsentEvent, event_id)
     assert (
-        event.lead_id, event.subject, event.event_type, event.text_version, event.ip,
-        event.user_agent, event.source_url, event.request_id,
+        event.lead_id,
+        event.subject,
+        event.event_type,
+        event.text_version,
+        event.ip,
+        event.user_agent,
+        event.source_url,
+        event.request_id,
     ) == (
-        41, "jane.doe@example.com", "given", 1, "203.0.113.7", "Mozilla/5.0 (consent test)",
-        "https://www.miniusa.com/", "req-consent-0001",
-    )  # fmt: skip
+        41,
+        "jane.doe@example.com",
+        "given",
+        1,
+        "203.0.113.7",
+        "Mozilla/5.0 (consent test)",
+        "https://www.miniusa.com/",
+        "req-consent-0001",
+    )
     assert event.occurred_at.tzinfo is not None
     assert before - timedelta(seconds=5) <= event.occurred_at <= datetime.now(UTC)
 
@@ -112,9 +129,13 @@ def test_events_are_appended_one_per_consent(session):
 def test_event_must_name_a_published_text_version(session):
     with pytest.raises(DBAPIError):
         record_consent(
-            session, lead_id=1, subject="jane@example.com", event_type="given", text_version=99,
+            session,
+            lead_id=1,
+            subject="jane@example.com",
+            event_type="given",
+            text_version=99,
             context=CONTEXT,
-        )  # fmt: skip
+        )
         session.commit()
     session.rollback()
     assert _event_count(session) == 0
@@ -134,9 +155,7 @@ def test_event_must_name_a_published_text_version(session):
     ],
     ids=["update-subject", "update-event-type", "update-all", "delete-one", "delete-all"],
 )
-def test_sql_update_or_delete_of_a_consent_event_is_refused_and_the_row_stays(
-    session, statement
-):
+def test_sql_update_or_delete_of_a_consent_event_is_refused_and_the_row_stays(session, statement):
     event_id = _record(session)
     with pytest.raises(DBAPIError) as raised:
         session.execute(sa.text(statement), {"id": event_id})

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from leadsvc.auth.keys import create_key
 from leadsvc.dealers import routing
-from leadsvc.jobs.models import OutboxMessage
 from leadsvc.outbound.dealer_notice import webhook_signature
+from leadsvc.outbox.models import OutboxMessage
 from tests.factories import valid_signup
 from tests.jobs.support import FAST, WEBHOOK_SECRET, add_dealer, drain
 
@@ -28,8 +28,11 @@ def test_erasure_notice_is_delivered_to_the_dealer(make_app, session, smtp, webh
     lead_id = session.scalar(sa.select(OutboxMessage.lead_id))
     key = create_key(session, "compliance")[1]
 
-    reply = client.post("/api/v1/consent/erasures", json={"email": "jane.doe@example.com"},
-                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    reply = client.post(
+        "/api/v1/consent/erasures",
+        json={"email": "jane.doe@example.com"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert reply.status_code == 200 and reply.get_json()["dealers_notified"] == [dealer.code]
     drain(app)
 

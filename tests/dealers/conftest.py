@@ -16,7 +16,7 @@ from leadsvc.dealers import routing
 from leadsvc.dealers.directory import import_dealers
 from leadsvc.dealers.models import Dealer
 from leadsvc.extensions import db
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
 FEED = "/api/v1/dealer/leads"
@@ -28,9 +28,13 @@ NY_ZIP, LA_ZIP, MILITARY_ZIP = "10001", "90210", "09001"
 @pytest.fixture
 def dealer_ids(session, monkeypatch) -> dict[str, int]:
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)  # see each rebuild at once
-    report = import_dealers(session, dealer_csv(
-        dealer_line("NY1", "10019"), dealer_line("LA1", "90036", state="CA"),
-    ))  # fmt: skip
+    report = import_dealers(
+        session,
+        dealer_csv(
+            dealer_line("NY1", "10019"),
+            dealer_line("LA1", "90036", state="CA"),
+        ),
+    )
     assert report.applied
     return dict(session.execute(sa.select(Dealer.code, Dealer.id)).all())
 
@@ -60,17 +64,20 @@ def settle(app, timeout: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout
     with engine.connect() as connection:
-        while not connection.execute(sa.text(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-            " > coalesce((SELECT max(delivery_seq) FROM leads), 0)"
-        )).scalar_one():  # fmt: skip
+        while not connection.execute(
+            sa.text(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                " > coalesce((SELECT max(delivery_seq) FROM leads), 0)"
+            )
+        ).scalar_one():
             connection.rollback()
             assert time.monotonic() < deadline, "a transaction held the feed horizon too long"
             time.sleep(0.01)
 
 
-def sign_up(client, session, email: str, zip5: str = NY_ZIP, *, settled: bool = True,
-            **fields) -> int:  # fmt: skip
+def sign_up(
+    client, session, email: str, zip5: str = NY_ZIP, *, settled: bool = True, **fields
+) -> int:
     """A signup through the API; returns the id of the lead it stored."""
     reply = client.post("/api/v1/signups", json=valid_signup(email=email, zip=zip5, **fields))
     assert reply.status_code == 202, reply.get_json()

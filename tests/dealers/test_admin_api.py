@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.dealers.models import Dealer, LeadMove
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.dealers.conftest import (
     FEED,
     LA_ZIP,
@@ -21,9 +21,14 @@ from tests.dealers.conftest import (
 
 DEALERS = "/api/v1/admin/dealers"
 BOSTON = {
-    "name": "MINI of Boston", "street": "1 Commonwealth Ave", "city": "Boston", "state": "MA",
-    "zip": "02215", "phone": "(617) 555-0100", "lead_email": "leads@miniboston.example.com",
-}  # fmt: skip
+    "name": "MINI of Boston",
+    "street": "1 Commonwealth Ave",
+    "city": "Boston",
+    "state": "MA",
+    "zip": "02215",
+    "phone": "(617) 555-0100",
+    "lead_email": "leads@miniboston.example.com",
+}
 
 
 def routing_version(session) -> int:
@@ -36,23 +41,35 @@ def test_admin_lists_and_upserts_dealers_and_assigns_territories(client, session
     dealers = reply.get_json()["dealers"]
     assert [d["code"] for d in dealers] == ["LA1", "NY1"]
     assert dealers[1] | {"latitude": 0, "longitude": 0} == {
-        "code": "NY1", "name": "MINI NY1", "street": "1 Main Street", "city": "Town",
-        "state": "NY", "zip": "10019", "phone": "(800) 555-0100",
-        "lead_email": "leads-ny1@example.com", "webhook_url": None, "has_webhook_secret": False,
-        "latitude": 0, "longitude": 0, "coordinates_from": "zip", "active": True,
-    }  # fmt: skip
+        "code": "NY1",
+        "name": "MINI NY1",
+        "street": "1 Main Street",
+        "city": "Town",
+        "state": "NY",
+        "zip": "10019",
+        "phone": "(800) 555-0100",
+        "lead_email": "leads-ny1@example.com",
+        "webhook_url": None,
+        "has_webhook_secret": False,
+        "latitude": 0,
+        "longitude": 0,
+        "coordinates_from": "zip",
+        "active": True,
+    }
     version = routing_version(session)
 
     created = client.put(f"{DEALERS}/bos1", headers=keys["admin"], json=BOSTON)
     assert created.status_code == 200, created.get_json()
     assert created.get_json() == {
-        "applied": True, "routing_version": version + 1,
+        "applied": True,
+        "routing_version": version + 1,
         "rows": [{"line": 1, "key": "BOS1", "action": "created", "reason": None}],
-    }  # fmt: skip
+    }
     # The running app routes by the new table at once: Boston's ZIPs now go to BOS1.
     boston_lead = sign_up(client, session, "bos@example.com", "02116")
     assert session.get(Lead, boston_lead).dealer_id == session.scalar(
-        sa.select(Dealer.id).where(Dealer.code == "BOS1"))  # fmt: skip
+        sa.select(Dealer.id).where(Dealer.code == "BOS1")
+    )
 
     secret = {"webhook_url": "https://crm.example.com/hook", "webhook_secret": "s" * 20}
     updated = client.put(f"{DEALERS}/BOS1", headers=keys["admin"], json=BOSTON | secret)
@@ -101,8 +118,11 @@ def test_admin_lists_and_upserts_dealers_and_assigns_territories(client, session
     assert session.scalar(sa.text("SELECT count(*) FROM territories")) == 0
     for body in ({}, {"assignments": []}, {"assignments": [{"zip": NY_ZIP}]}):
         assert client.post(territories, headers=keys["admin"], json=body).status_code == 422
-    good = client.post(territories, headers=keys["admin"], json={"assignments": [
-        {"zip": NY_ZIP, "dealer_code": "la1"}]})  # fmt: skip
+    good = client.post(
+        territories,
+        headers=keys["admin"],
+        json={"assignments": [{"zip": NY_ZIP, "dealer_code": "la1"}]},
+    )
     assert good.status_code == 200
     assert good.get_json()["rows"] == [
         {"line": 1, "key": "10001 -> LA1", "action": "assigned", "reason": None}
@@ -110,8 +130,10 @@ def test_admin_lists_and_upserts_dealers_and_assigns_territories(client, session
     assert good.get_json()["routing_version"] == version + 3
     territory_lead = sign_up(client, session, "territory@example.com", NY_ZIP)
     assert feed(client, keys["LA1"])[1] == [territory_lead]
-    assert client.get(f"{FEED}/{territory_lead}", headers=keys["LA1"]).get_json()[
-        "routing_reason"] == "territory"  # fmt: skip
+    assert (
+        client.get(f"{FEED}/{territory_lead}", headers=keys["LA1"]).get_json()["routing_reason"]
+        == "territory"
+    )
 
     # Deactivation: inactive in the list, its unacknowledged leads moved to the next dealer, its
     # keys refused while it stays inactive.
@@ -121,9 +143,11 @@ def test_admin_lists_and_upserts_dealers_and_assigns_territories(client, session
     assert client.get(FEED, headers=keys["NY1"]).status_code == 401
     session.expire_all()
     assert session.get(Lead, ny_lead).dealer_id == session.scalar(
-        sa.select(Dealer.id).where(Dealer.code == "BOS1"))  # the next nearest  # fmt: skip
+        sa.select(Dealer.id).where(Dealer.code == "BOS1")
+    )  # the next nearest
     assert session.scalar(sa.select(LeadMove.reason).where(LeadMove.lead_id == ny_lead)) == (
-        "dealer_deactivated")  # fmt: skip
+        "dealer_deactivated"
+    )
     missing = client.post(f"{DEALERS}/NOPE/deactivate", headers=keys["admin"])
     assert (
         missing.status_code == 404 and missing.get_json()["message"] == "no dealer with code NOPE"
@@ -157,15 +181,22 @@ def test_unassigned_pool_pages_and_reassignment_moves_leads_with_a_record(
     for cursor in ("garbage", first.get_json()["next_cursor"][:-3] + "xyz"):
         reply = client.get(UNASSIGNED, headers=keys["admin"], query_string={"cursor": cursor})
         assert reply.status_code == 400
-    assert client.get(UNASSIGNED, headers=keys["admin"], query_string={"limit": 1001}
-                      ).status_code == 422  # fmt: skip
+    assert (
+        client.get(UNASSIGNED, headers=keys["admin"], query_string={"limit": 1001}).status_code
+        == 422
+    )
 
     # NY1 holds a cursor at the end of its feed; the reassigned lead arrives after it.
     _, ny_cursor = page_through(client, keys["NY1"], limit=5, status="all")
-    assert client.post("/api/v1/dealer/leads/ack", headers=keys["NY1"],
-                       json={"lead_ids": [ny]}).status_code == 200  # fmt: skip
-    moved = client.put(f"/api/v1/admin/leads/{pool[1]}/dealer", headers=keys["admin"],
-                       json={"dealer_code": "ny1"})  # fmt: skip
+    assert (
+        client.post(
+            "/api/v1/dealer/leads/ack", headers=keys["NY1"], json={"lead_ids": [ny]}
+        ).status_code
+        == 200
+    )
+    moved = client.put(
+        f"/api/v1/admin/leads/{pool[1]}/dealer", headers=keys["admin"], json={"dealer_code": "ny1"}
+    )
     settle(client.application)
     assert moved.status_code == 200
     assert (moved.get_json()["id"], moved.get_json()["routing_reason"]) == (pool[1], "manual")
@@ -173,23 +204,27 @@ def test_unassigned_pool_pages_and_reassignment_moves_leads_with_a_record(
         [pool[1]]
     ]
     assert feed(client, keys["NY1"])[1] == [pool[1]]  # the acknowledged lead is not new
-    assert [lead["id"] for lead in client.get(UNASSIGNED, headers=keys["admin"]).get_json()[
-        "leads"]] == [pool[0], pool[2]]  # fmt: skip
+    assert [
+        lead["id"] for lead in client.get(UNASSIGNED, headers=keys["admin"]).get_json()["leads"]
+    ] == [pool[0], pool[2]]
 
     # An acknowledged lead moved by hand is new to the dealer it moves to.
-    to_la = client.put(f"/api/v1/admin/leads/{ny}/dealer", headers=keys["admin"],
-                       json={"dealer_code": "LA1"})  # fmt: skip
+    to_la = client.put(
+        f"/api/v1/admin/leads/{ny}/dealer", headers=keys["admin"], json={"dealer_code": "LA1"}
+    )
     settle(client.application)
     assert to_la.status_code == 200 and to_la.get_json()["acknowledged_at"] is None
     assert feed(client, keys["LA1"])[1] == [la, ny]
     assert client.get(f"{FEED}/{ny}", headers=keys["NY1"]).status_code == 404
 
-    back = client.put(f"/api/v1/admin/leads/{pool[1]}/dealer", headers=keys["admin"],
-                      json={"dealer_code": None})  # fmt: skip
+    back = client.put(
+        f"/api/v1/admin/leads/{pool[1]}/dealer", headers=keys["admin"], json={"dealer_code": None}
+    )
     assert back.status_code == 200 and back.get_json()["routing_reason"] == "unassigned"
     assert feed(client, keys["NY1"], status="all")[1] == []
-    assert pool[1] in [lead["id"] for lead in client.get(
-        UNASSIGNED, headers=keys["admin"]).get_json()["leads"]]  # fmt: skip
+    assert pool[1] in [
+        lead["id"] for lead in client.get(UNASSIGNED, headers=keys["admin"]).get_json()["leads"]
+    ]
     moves = session.execute(
         sa.select(
             LeadMove.lead_id, LeadMove.from_dealer_id, LeadMove.to_dealer_id, LeadMove.reason
@@ -208,20 +243,28 @@ def test_unassigned_pool_pages_and_reassignment_moves_leads_with_a_record(
         (999_999, {"dealer_code": "NY1"}, 404),
         (999_999, {"dealer_code": None}, 404),
     ):
-        reply = client.put(f"/api/v1/admin/leads/{lead_id}/dealer", headers=keys["admin"],
-                           json=body)  # fmt: skip
+        reply = client.put(
+            f"/api/v1/admin/leads/{lead_id}/dealer", headers=keys["admin"], json=body
+        )
         assert reply.status_code == status, (lead_id, body, reply.get_json())
     assert client.put(
         f"/api/v1/admin/leads/{pool[0]}/dealer", headers=keys["admin"], json={"dealer_code": "NOPE"}
     ).get_json()["errors"] == {"dealer_code": "no active dealer with code NOPE"}
     client.post(f"{DEALERS}/LA1/deactivate", headers=keys["admin"])
-    inactive = client.put(f"/api/v1/admin/leads/{pool[0]}/dealer", headers=keys["admin"],
-                          json={"dealer_code": "LA1"})  # fmt: skip
+    inactive = client.put(
+        f"/api/v1/admin/leads/{pool[0]}/dealer", headers=keys["admin"], json={"dealer_code": "LA1"}
+    )
     assert inactive.status_code == 422
     session.expire_all()
     assert session.get(Lead, pool[0]).dealer_id is None
-    assert session.scalar(sa.select(sa.func.count()).select_from(LeadMove).where(
-        LeadMove.reason == "admin_reassigned")) == 3  # fmt: skip
+    assert (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LeadMove)
+            .where(LeadMove.reason == "admin_reassigned")
+        )
+        == 3
+    )
 
 
 def _openapi_path(rule: str) -> str:
@@ -267,7 +310,10 @@ def test_openapi_documents_every_keyed_endpoint(app, client):
     assert set(query) == {"cursor", "limit", "since", "status", "format"}
     assert (query["limit"]["default"], query["limit"]["maximum"]) == (100, 1000)
     assert query["status"]["enum"] == ["new", "all"] and query["format"]["enum"] == [
-        "json", "csv", "adf"]  # fmt: skip
+        "json",
+        "csv",
+        "adf",
+    ]
     unassigned = spec["paths"][UNASSIGNED]["get"]
     assert {p["name"] for p in unassigned["parameters"]} == {"cursor", "limit"}
     assert "requestBody" in spec["paths"]["/api/v1/dealer/leads/ack"]["post"]

@@ -18,8 +18,8 @@ from lxml import etree
 
 from leadsvc.dealers.formats import CSV_COLUMNS
 from leadsvc.dealers.models import Dealer
+from leadsvc.leads.models import Lead
 from leadsvc.pagination import CursorPager
-from leadsvc.signups.models import Lead
 from tests.dealers.conftest import (
     ACK,
     FEED,
@@ -35,9 +35,21 @@ from tests.dealers.conftest import (
 REPO = Path(__file__).resolve().parents[2]
 ADF_DTD = REPO.parent / "shared" / "adf" / "adf-1.0.dtd"
 FIELDS = {
-    "id", "first_name", "last_name", "email", "zip", "zip4", "distance_km", "distance_miles",
-    "routing_reason", "consent", "created_at", "acknowledged_at", "interests", "source",
-}  # fmt: skip
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "zip",
+    "zip4",
+    "distance_km",
+    "distance_miles",
+    "routing_reason",
+    "consent",
+    "created_at",
+    "acknowledged_at",
+    "interests",
+    "source",
+}
 PERSONAL = ("first_name", "last_name", "email", "zip", "zip4", "interests", "source")
 
 
@@ -51,9 +63,16 @@ def error_only(reply) -> dict:
 def test_feed_serves_own_leads_oldest_first_with_every_field_and_pages_without_gaps(
     client, session, keys, dealer_ids
 ):
-    first = sign_up(client, session, "first@example.com", "10001-1234", first_name="Ann",
-                    last_name="Lee", interests=["Countryman", "Cooper S"],
-                    source="https://www.miniusa.com/stay-in-the-loop")  # fmt: skip
+    first = sign_up(
+        client,
+        session,
+        "first@example.com",
+        "10001-1234",
+        first_name="Ann",
+        last_name="Lee",
+        interests=["Countryman", "Cooper S"],
+        source="https://www.miniusa.com/stay-in-the-loop",
+    )
     ny = [first] + [sign_up(client, session, f"ny{n}@example.com") for n in range(6)]
     la = sign_up(client, session, "la@example.com", LA_ZIP)
     sign_up(client, session, "apo@example.com", MILITARY_ZIP)
@@ -69,11 +88,18 @@ def test_feed_serves_own_leads_oldest_first_with_every_field_and_pages_without_g
     assert record.pop("distance_km") == pytest.approx(2.07, abs=0.05)
     assert record.pop("distance_miles") == pytest.approx(1.29, abs=0.05)
     assert record == {
-        "id": first, "first_name": "Ann", "last_name": "Lee", "email": "first@example.com",
-        "zip": "10001", "zip4": "1234", "routing_reason": "nearest", "consent": "given",
-        "acknowledged_at": None, "interests": ["Countryman", "Cooper S"],
+        "id": first,
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "email": "first@example.com",
+        "zip": "10001",
+        "zip4": "1234",
+        "routing_reason": "nearest",
+        "consent": "given",
+        "acknowledged_at": None,
+        "interests": ["Countryman", "Cooper S"],
         "source": "https://www.miniusa.com/stay-in-the-loop",
-    }  # fmt: skip
+    }
     created_times = [lead["created_at"] for lead in leads]
     assert created_times == sorted(created_times)
     assert feed(client, keys["LA1"])[1] == [la]
@@ -96,14 +122,28 @@ def test_feed_serves_own_leads_oldest_first_with_every_field_and_pages_without_g
 
 def _bulk_leads(session, dealer_id: int, count: int) -> list[int]:
     now = datetime.now(UTC)
-    session.execute(sa.insert(Lead), [
-        {"email": f"bulk{n}@example.com", "email_key": f"bulk{n}@example.com",
-         "email_as_typed": f"bulk{n}@example.com", "first_name": "Bulk", "last_name": str(n),
-         "zip5": "10001", "consent_status": "given", "consent_text_version": 1,
-         "signup_count": 1, "dealer_id": dealer_id, "routing_reason": "nearest",
-         "delivery_seq": n + 1, "created_at": now, "updated_at": now}
-        for n in range(count)
-    ])  # fmt: skip
+    session.execute(
+        sa.insert(Lead),
+        [
+            {
+                "email": f"bulk{n}@example.com",
+                "email_key": f"bulk{n}@example.com",
+                "email_as_typed": f"bulk{n}@example.com",
+                "first_name": "Bulk",
+                "last_name": str(n),
+                "zip5": "10001",
+                "consent_status": "given",
+                "consent_text_version": 1,
+                "signup_count": 1,
+                "dealer_id": dealer_id,
+                "routing_reason": "nearest",
+                "delivery_seq": n + 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(count)
+        ],
+    )
     session.commit()
     return list(session.scalars(sa.select(Lead.id).order_by(Lead.delivery_seq, Lead.id)))
 
@@ -122,8 +162,9 @@ def test_limit_defaults_to_100_and_is_at_most_1000(client, session, keys, dealer
 
 
 def test_status_and_since_filter_the_feed(client, session, keys):
-    old, acked, fresh = (sign_up(client, session, f"{name}@example.com")
-                         for name in ("old", "acked", "fresh"))  # fmt: skip
+    old, acked, fresh = (
+        sign_up(client, session, f"{name}@example.com") for name in ("old", "acked", "fresh")
+    )
     set_lead(session, old, created_at=datetime(2020, 1, 1, tzinfo=UTC))
     assert client.post(ACK, headers=keys["NY1"], json={"lead_ids": [acked]}).status_code == 200
 
@@ -132,8 +173,10 @@ def test_status_and_since_filter_the_feed(client, session, keys):
     reply, ids = feed(client, keys["NY1"], status="all")
     assert ids == [old, acked, fresh]
     assert [lead["acknowledged_at"] is not None for lead in reply.get_json()["leads"]] == [
-        False, True, False,
-    ]  # fmt: skip
+        False,
+        True,
+        False,
+    ]
     since = "2021-06-01T00:00:00+02:00"
     assert feed(client, keys["NY1"], since=since, status="all")[1] == [acked, fresh]
     assert feed(client, keys["NY1"], since=since)[1] == [fresh]
@@ -152,8 +195,15 @@ def test_withdrawn_leads_carry_no_personal_data_and_pending_ones_are_not_served(
     client, session, keys
 ):
     given = sign_up(client, session, "given@example.com")
-    withdrawn = sign_up(client, session, "withdrawn@example.com", "10001-9999", first_name="Wanda",
-                        interests=["Clubman"], source="https://www.miniusa.com/")  # fmt: skip
+    withdrawn = sign_up(
+        client,
+        session,
+        "withdrawn@example.com",
+        "10001-9999",
+        first_name="Wanda",
+        interests=["Clubman"],
+        source="https://www.miniusa.com/",
+    )
     erased = sign_up(client, session, "erased@example.com")
     pending = sign_up(client, session, "pending@example.com")
     confirmed = sign_up(client, session, "confirmed@example.com")
@@ -249,29 +299,43 @@ def test_no_id_ack_or_cursor_lets_a_dealer_reach_another_dealers_leads(
     wrong_key = CursorPager("another-secret-" + "y" * 32, "dealer-feed")
     probes = {
         "another dealer's cursor": (keys["LA1"], ny_cursor, {"status": "all"}),
-        "a cursor with another dealer put in": (keys["NY1"], _resign(la_cursor, forged_scope),
-                                                {"status": "all"}),
+        "a cursor with another dealer put in": (
+            keys["NY1"],
+            _resign(la_cursor, forged_scope),
+            {"status": "all"},
+        ),
         "a cursor signed with another key": (
-            keys["LA1"], wrong_key.encode((0, 0), la_scope["s"]), {"status": "all"}),
-        "a broken signature": (keys["NY1"], ny_cursor[:-2] + ("AA" if ny_cursor[-2:] != "AA"
-                                                              else "BB"), {"status": "all"}),
+            keys["LA1"],
+            wrong_key.encode((0, 0), la_scope["s"]),
+            {"status": "all"},
+        ),
+        "a broken signature": (
+            keys["NY1"],
+            ny_cursor[:-2] + ("AA" if ny_cursor[-2:] != "AA" else "BB"),
+            {"status": "all"},
+        ),
         "a made-up cursor": (keys["NY1"], "eyJwIjpbMCwwXX0.bm90LWEtc2lnbmF0dXJl", {}),
         "random text": (keys["NY1"], "hello", {}),
         "the unassigned pool's cursor": (keys["NY1"], admin_cursor, {}),
         "status changed": (keys["NY1"], ny_cursor, {"status": "new"}),
         "since added": (keys["NY1"], ny_cursor, {"status": "all", "since": "2000-01-01T00:00:00Z"}),
         "format changed": (keys["NY1"], ny_cursor, {"status": "all", "format": "csv"}),
-        "format changed by Accept": (keys["NY1"] | {"Accept": "application/xml"}, ny_cursor,
-                                     {"status": "all"}),
-    }  # fmt: skip
+        "format changed by Accept": (
+            keys["NY1"] | {"Accept": "application/xml"},
+            ny_cursor,
+            {"status": "all"},
+        ),
+    }
     for what, (headers, cursor, params) in probes.items():
         reply = client.get(FEED, headers=headers, query_string={**params, "cursor": cursor})
         assert reply.status_code == 400, what
         assert reply.mimetype == "application/json", what
         body = error_only(reply)
         assert "@example.com" not in reply.get_data(as_text=True), what
-        assert body["message"] in {"This cursor is not valid.",
-                                   "This cursor was issued for another request."}, what  # fmt: skip
+        assert body["message"] in {
+            "This cursor is not valid.",
+            "This cursor was issued for another request.",
+        }, what
     # The same cursor with the same filters, and another limit, goes on where it left off.
     assert feed(client, keys["NY1"], status="all", cursor=ny_cursor, limit=10)[1] == ny[1:]
     # A dealer cursor does not page the admin's pool either.
@@ -299,15 +363,25 @@ def test_acknowledgement_is_idempotent_and_validated(client, session, keys):
 
     c = sign_up(client, session, "c@example.com")
     bad_bodies = [
-        {}, {"lead_ids": []}, {"lead_ids": ["1"]}, {"lead_ids": [1.5]}, {"lead_ids": [True]},
-        {"lead_ids": [None]}, {"lead_ids": [0]}, {"lead_ids": [-3]}, {"lead_ids": c},
-        {"lead_ids": [c] * 1001}, {"lead_ids": [c], "all": True}, [c],
-    ]  # fmt: skip
+        {},
+        {"lead_ids": []},
+        {"lead_ids": ["1"]},
+        {"lead_ids": [1.5]},
+        {"lead_ids": [True]},
+        {"lead_ids": [None]},
+        {"lead_ids": [0]},
+        {"lead_ids": [-3]},
+        {"lead_ids": c},
+        {"lead_ids": [c] * 1001},
+        {"lead_ids": [c], "all": True},
+        [c],
+    ]
     for body in bad_bodies:
         reply = client.post(ACK, headers=keys["NY1"], json=body)
         assert reply.status_code == 422, body
-    assert client.post(ACK, headers=keys["NY1"], data="[", content_type="application/json"
-                       ).status_code in {400, 422}  # fmt: skip
+    assert client.post(
+        ACK, headers=keys["NY1"], data="[", content_type="application/json"
+    ).status_code in {400, 422}
     assert feed(client, keys["NY1"])[1] == [c]  # none of those acknowledged anything
     many = list(range(c, c + 1000))
     reply = client.post(ACK, headers=keys["NY1"], json={"lead_ids": many})
@@ -326,9 +400,15 @@ FORMULAS = {  # stored value -> how the CSV cell must read
 
 def test_csv_has_a_header_row_and_neutralises_formulas(client, session, keys):
     plain = sign_up(client, session, "plain@example.com", first_name="Jane")
-    via_api = sign_up(client, session, "=cmd@example.com", first_name="=SUM(1+2)",
-                      last_name="+Plus", interests=["-Minus", "Mini"],
-                      source="-form.1")  # fmt: skip
+    via_api = sign_up(
+        client,
+        session,
+        "=cmd@example.com",
+        first_name="=SUM(1+2)",
+        last_name="+Plus",
+        interests=["-Minus", "Mini"],
+        source="-form.1",
+    )
     via_sql = sign_up(client, session, "-x@example.com")
     # The signup API refuses "@" and control characters in names; other flows might not.
     set_lead(session, via_sql, first_name="@Mention", last_name="\tTab", source="\rReturn")
@@ -361,8 +441,10 @@ def test_csv_has_a_header_row_and_neutralises_formulas(client, session, keys):
 
 def test_csv_and_adf_pages_carry_the_cursor_in_headers(client, session, keys):
     ids = [sign_up(client, session, f"p{n}@example.com") for n in range(3)]
-    for headers, params in ((keys["NY1"] | {"Accept": "text/csv"}, {}),
-                            (keys["NY1"], {"format": "adf"})):  # fmt: skip
+    for headers, params in (
+        (keys["NY1"] | {"Accept": "text/csv"}, {}),
+        (keys["NY1"], {"format": "adf"}),
+    ):
         first = client.get(FEED, headers=headers, query_string={**params, "limit": 2})
         cursor = first.headers["X-Next-Cursor"]
         link = first.headers["Link"]
@@ -396,8 +478,15 @@ def test_adf_page_is_one_valid_document_with_a_prospect_per_sendable_lead(
     client, session, keys, dealer_ids
 ):
     assert ADF_DTD.is_file(), ADF_DTD
-    a = sign_up(client, session, "a@example.com", "10001-1234", first_name="Ann", last_name="Lee",
-                interests=["Countryman", "Cooper S & <Works>"])  # fmt: skip
+    a = sign_up(
+        client,
+        session,
+        "a@example.com",
+        "10001-1234",
+        first_name="Ann",
+        last_name="Lee",
+        interests=["Countryman", "Cooper S & <Works>"],
+    )
     b = sign_up(client, session, "b@example.com")
     withdrawn = sign_up(client, session, "gone@example.com")
     tab = sign_up(client, session, "tab@example.com")
@@ -421,8 +510,9 @@ def test_adf_page_is_one_valid_document_with_a_prospect_per_sendable_lead(
     assert first.findtext("customer/contact/email") == "a@example.com"
     assert first.findtext("customer/contact/address/postalcode") == "10001-1234"
     assert [v.findtext("model") for v in first.findall("vehicle")] == [
-        "Countryman", "Cooper S & <Works>",
-    ]  # fmt: skip
+        "Countryman",
+        "Cooper S & <Works>",
+    ]
     assert first.findtext("vendor/id") == "NY1"
     assert first.findtext("vendor/vendorname") == "MINI of NY"
     assert prospects[2].findtext("customer/contact/name[@part='last']") == "Vertical"
@@ -437,8 +527,11 @@ def test_adf_page_is_one_valid_document_with_a_prospect_per_sendable_lead(
     set_lead(session, withdrawn_la, consent_status="withdrawn")
     empty = client.get(FEED, headers=keys["LA1"], query_string={"format": "adf"})
     assert empty.status_code == 204 and empty.get_data() == b""
-    after = client.get(FEED, headers=keys["LA1"], query_string={
-        "format": "adf", "cursor": empty.headers["X-Next-Cursor"]})  # fmt: skip
+    after = client.get(
+        FEED,
+        headers=keys["LA1"],
+        query_string={"format": "adf", "cursor": empty.headers["X-Next-Cursor"]},
+    )
     assert after.status_code == 204
     la_json = feed(client, keys["LA1"])[1]
     assert la_json == [withdrawn_la]

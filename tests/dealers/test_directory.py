@@ -13,7 +13,7 @@ from leadsvc.dealers.directory import (
     import_dealers,
 )
 from leadsvc.dealers.models import Dealer, LeadMove, Territory
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import DEALER_HEADER, dealer_csv, dealer_line
 
 
@@ -34,8 +34,10 @@ def test_import_creates_then_reports_unchanged_and_updated(session):
     again = import_dealers(session, dealer_csv(dealer_line("SC012", "29401", state="SC")))
     assert outcomes(again) == [(2, "SC012", "unchanged", None)]
     assert again.routes is None  # nothing changed, no rebuild
-    moved = import_dealers(session, dealer_csv(
-        dealer_line("SC012", "29401", state="SC", latitude=32.8, longitude=-79.94)))  # fmt: skip
+    moved = import_dealers(
+        session,
+        dealer_csv(dealer_line("SC012", "29401", state="SC", latitude=32.8, longitude=-79.94)),
+    )
     assert outcomes(moved) == [(2, "SC012", "updated", None)]
     session.expire_all()
     assert session.scalar(sa.select(Dealer.coordinates_from)) == "explicit"
@@ -52,18 +54,28 @@ BAD_ROWS = [
     (dealer_line("BAD2", state="XX"), "state 'XX' is not a US state code"),
     (dealer_line("BAD3", latitude=40.1), "give both latitude and longitude, or neither"),
     (dealer_line("BAD4", latitude=95, longitude=10), "latitude 95 is out of range"),
-    (dealer_line("BAD5", webhook_url="https://crm.example.com/hook"),
-     "webhook_secret of at least 16 characters is required with webhook_url"),
-    (dealer_line("BAD6", webhook_url="ftp://x", webhook_secret="s" * 20),
-     "webhook_url 'ftp://x' is not an http(s) URL"),
-    (dealer_line("BAD7", "09001", state="AE"),
-     "ZIP 09001 has no map position: give latitude and longitude"),
-    (dealer_line("BAD8").replace("leads-bad8@example.com", "not-an-email"),
-     "lead_email 'not-an-email' is not a valid email address"),
-    (dealer_line("BAD9").replace("(800) 555-0100", "call us"),
-     "phone 'call us' is not a phone number"),
+    (
+        dealer_line("BAD5", webhook_url="https://crm.example.com/hook"),
+        "webhook_secret of at least 16 characters is required with webhook_url",
+    ),
+    (
+        dealer_line("BAD6", webhook_url="ftp://x", webhook_secret="s" * 20),
+        "webhook_url 'ftp://x' is not an http(s) URL",
+    ),
+    (
+        dealer_line("BAD7", "09001", state="AE"),
+        "ZIP 09001 has no map position: give latitude and longitude",
+    ),
+    (
+        dealer_line("BAD8").replace("leads-bad8@example.com", "not-an-email"),
+        "lead_email 'not-an-email' is not a valid email address",
+    ),
+    (
+        dealer_line("BAD9").replace("(800) 555-0100", "call us"),
+        "phone 'call us' is not a phone number",
+    ),
     ("OK1,Too,Few", "3 values for 12 columns"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("line", "reason"), BAD_ROWS)
@@ -131,19 +143,35 @@ def test_territory_assignment_checks_every_row_first(session):
 def _lead(session, email, zip5, dealer_id, acknowledged=False) -> Lead:
     now = utcnow()
     lead = Lead(
-        email=email, email_key=email, email_as_typed=email, first_name="A", last_name="B",
-        zip5=zip5, consent_status="given", consent_text_version=1, signup_count=1,
-        dealer_id=dealer_id, routing_reason="nearest", created_at=now, updated_at=now,
+        email=email,
+        email_key=email,
+        email_as_typed=email,
+        first_name="A",
+        last_name="B",
+        zip5=zip5,
+        consent_status="given",
+        consent_text_version=1,
+        signup_count=1,
+        dealer_id=dealer_id,
+        routing_reason="nearest",
+        created_at=now,
+        updated_at=now,
         acknowledged_at=now if acknowledged else None,
-    )  # fmt: skip
+    )
     session.add(lead)
     session.commit()
     return lead
 
 
 def test_deactivation_moves_unacknowledged_leads_and_records_each_move(session):
-    import_dealers(session, dealer_csv(dealer_line("NY1"), dealer_line("NJ1", "07030", state="NJ"),
-                                       dealer_line("LA1", "90036", state="CA")))  # fmt: skip
+    import_dealers(
+        session,
+        dealer_csv(
+            dealer_line("NY1"),
+            dealer_line("NJ1", "07030", state="NJ"),
+            dealer_line("LA1", "90036", state="CA"),
+        ),
+    )
     ids = dict(session.execute(sa.select(Dealer.code, Dealer.id)).all())
     pending = _lead(session, "a@example.com", "10001", ids["NY1"])
     acknowledged = _lead(session, "b@example.com", "10001", ids["NY1"], acknowledged=True)

@@ -11,10 +11,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from leadsvc.commit_order import next_delivery_seq
 from leadsvc.db import utcnow
-from leadsvc.dealers.delivery import next_delivery_seq
 from leadsvc.extensions import db
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.dealers.conftest import ACK, LA_ZIP, feed, page_through, sign_up
 from tests.factories import valid_signup
 
@@ -24,11 +24,20 @@ postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 def _lead_values(email: str, dealer_id: int) -> dict:
     now = utcnow()
     return {
-        "email": email, "email_key": email, "email_as_typed": email, "first_name": "Late",
-        "last_name": "Commit", "zip5": "10001", "consent_status": "given",
-        "consent_text_version": 1, "signup_count": 1, "dealer_id": dealer_id,
-        "routing_reason": "nearest", "created_at": now, "updated_at": now,
-    }  # fmt: skip
+        "email": email,
+        "email_key": email,
+        "email_as_typed": email,
+        "first_name": "Late",
+        "last_name": "Commit",
+        "zip5": "10001",
+        "consent_status": "given",
+        "consent_text_version": 1,
+        "signup_count": 1,
+        "dealer_id": dealer_id,
+        "routing_reason": "nearest",
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _wait_for(condition, what: str, timeout: float = 10.0):
@@ -56,22 +65,26 @@ def _page_on(client, headers, cursor, count: int, **params):
 
 
 @postgres_only
-def test_a_lead_committed_late_lands_after_every_cursor_handed_out(app, client, session, keys,
-                                                                   dealer_ids):  # fmt: skip
+def test_a_lead_committed_late_lands_after_every_cursor_handed_out(
+    app, client, session, keys, dealer_ids
+):
     early = [sign_up(client, session, f"early{n}@example.com") for n in range(3)]
     with db.engine(app).connect() as held:
         transaction = held.begin()
         # Routed now, committed last: its position is this transaction's id, below the others'.
         late = held.execute(
             sa.insert(Lead)
-            .values(**_lead_values("late@example.com", dealer_ids["NY1"]),
-                    delivery_seq=next_delivery_seq("postgresql"))
+            .values(
+                **_lead_values("late@example.com", dealer_ids["NY1"]),
+                delivery_seq=next_delivery_seq("postgresql"),
+            )
             .returning(Lead.id)
-        ).scalar_one()  # fmt: skip
-        after = [sign_up(client, session, f"after{n}@example.com", settled=False)
-                 for n in range(4)]  # fmt: skip
+        ).scalar_one()
+        after = [sign_up(client, session, f"after{n}@example.com", settled=False) for n in range(4)]
         assert client.post(ACK, headers=keys["NY1"], json={"lead_ids": [late]}).get_json() == {
-            "acknowledged": [], "not_found": [late]}  # invisible until committed  # fmt: skip
+            "acknowledged": [],
+            "not_found": [late],
+        }  # invisible until committed
 
         # Page to the end while it is open: the later commits wait behind it.
         pages, cursor = _page_on(client, keys["NY1"], None, 3, status="all")
@@ -91,9 +104,15 @@ def _blocked_by(holder) -> bool:
     """Whether another session waits for a lock `holder` holds."""
     pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     with holder.engine.connect() as probe:  # pg_stat_activity is a per-transaction snapshot
-        return probe.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-        ), {"pid": pid}).scalar_one() > 0  # fmt: skip
+        return (
+            probe.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+                ),
+                {"pid": pid},
+            ).scalar_one()
+            > 0
+        )
 
 
 @postgres_only
@@ -106,9 +125,10 @@ def test_an_ack_racing_a_move_does_not_acknowledge_the_other_dealers_lead(
         transaction = mover.begin()
         # A deactivation re-routing the lead to LA1, not yet committed (it holds the row).
         mover.execute(
-            sa.update(Lead).where(Lead.id == lead)
+            sa.update(Lead)
+            .where(Lead.id == lead)
             .values(dealer_id=dealer_ids["LA1"], delivery_seq=next_delivery_seq("postgresql"))
-        )  # fmt: skip
+        )
         acker = threading.Thread(
             target=lambda: reply.update(
                 client.post(ACK, headers=keys["NY1"], json={"lead_ids": [lead]}).get_json()
@@ -125,8 +145,7 @@ def test_an_ack_racing_a_move_does_not_acknowledge_the_other_dealers_lead(
     assert feed(client, keys["LA1"])[1] == [lead]  # still new for the dealer it moved to
 
 
-def test_a_reader_paging_while_writers_sign_up_gets_every_lead_once(app, session, keys,
-                                                                    dealer_ids):  # fmt: skip
+def test_a_reader_paging_while_writers_sign_up_gets_every_lead_once(app, session, keys, dealer_ids):
     writers_done = threading.Event()
     errors: list[BaseException] = []
 
@@ -152,8 +171,9 @@ def test_a_reader_paging_while_writers_sign_up_gets_every_lead_once(app, session
         try:
             while time.monotonic() < deadline:
                 query = {"limit": 3, "status": "all", **({"cursor": cursor} if cursor else {})}
-                body = reader.get("/api/v1/dealer/leads", headers=keys["NY1"],
-                                  query_string=query).get_json()  # fmt: skip
+                body = reader.get(
+                    "/api/v1/dealer/leads", headers=keys["NY1"], query_string=query
+                ).get_json()
                 served.extend(lead["id"] for lead in body["leads"])
                 cursor = body["next_cursor"] or cursor
                 if not body["leads"]:
@@ -171,9 +191,13 @@ def test_a_reader_paging_while_writers_sign_up_gets_every_lead_once(app, session
     for thread in writers:
         thread.join(timeout=60)
     session.expire_all()
-    expected.extend(session.scalars(
-        sa.select(Lead.id).where(Lead.dealer_id == dealer_ids["NY1"])
-        .order_by(Lead.delivery_seq, Lead.id)))  # fmt: skip
+    expected.extend(
+        session.scalars(
+            sa.select(Lead.id)
+            .where(Lead.dealer_id == dealer_ids["NY1"])
+            .order_by(Lead.delivery_seq, Lead.id)
+        )
+    )
     writers_done.set()
     reader.join(timeout=60)
     assert not errors, errors

@@ -52,8 +52,9 @@ def route_of(session, zip5):
         ("60601", CHICAGO_60601, "IL1", (41.8920, -87.6370)),
     ],
 )
-def test_nearest_dealer_and_distance_match_hand_computation(app, session, dealers, zip5, centre,
-                                                            code, dealer_at):  # fmt: skip
+def test_nearest_dealer_and_distance_match_hand_computation(
+    app, session, dealers, zip5, centre, code, dealer_at
+):
     expected_km = hand_haversine_km(centre, dealer_at)
     stored = route_of(session, zip5)
     table = routing.routing_table(app, force_check=True)
@@ -99,8 +100,9 @@ def test_territory_override_wins_while_its_dealer_is_active(app, session, dealer
     assert routing.routing_table(app, force_check=True).route_for_zip("10001").dealer_code == "NY1"
 
 
-def test_each_change_is_a_new_version_the_app_notices_without_restart(app, session, dealers,
-                                                                      monkeypatch):  # fmt: skip
+def test_each_change_is_a_new_version_the_app_notices_without_restart(
+    app, session, dealers, monkeypatch
+):
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
     before = routing.routing_table(app)
     assert before.route_for_zip("10001").dealer_code == "NY1"

@@ -18,7 +18,7 @@ from lxml import etree
 from leadsvc.dealers.directory import import_dealers
 from leadsvc.dealers.models import Dealer
 from leadsvc.jobs.drainer import OutboxDrainer
-from leadsvc.jobs.models import OutboxAttempt, OutboxMessage
+from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import dealer_csv, dealer_line
 
@@ -45,15 +45,28 @@ FAST_ENV = {
     "LOG_LEVEL": "INFO",
 }
 SETTING_NAMES = {
-    "DATABASE_URL", "SECRET_KEY", "INSTANCE_PATH", "REDIS_URL", "SMTP_URL", "PUBLIC_BASE_URL",
-    "DOUBLE_OPT_IN", "JOB_TIMEOUT", "SMTP_TIMEOUT", "WEBHOOK_TIMEOUT", "JOB_RETRY_INTERVALS",
-}  # fmt: skip
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "INSTANCE_PATH",
+    "REDIS_URL",
+    "SMTP_URL",
+    "PUBLIC_BASE_URL",
+    "DOUBLE_OPT_IN",
+    "JOB_TIMEOUT",
+    "SMTP_TIMEOUT",
+    "WEBHOOK_TIMEOUT",
+    "JOB_RETRY_INTERVALS",
+}
 
 
 def add_dealer(session, *, code="NY1", zip5="10019", webhook_url: str | None = None) -> Dealer:
     """One active dealer (routing table rebuilt); with a webhook when `webhook_url` is given."""
-    line = dealer_line(code, zip5, webhook_url=webhook_url or "",
-                       webhook_secret=WEBHOOK_SECRET if webhook_url else "")  # fmt: skip
+    line = dealer_line(
+        code,
+        zip5,
+        webhook_url=webhook_url or "",
+        webhook_secret=WEBHOOK_SECRET if webhook_url else "",
+    )
     report = import_dealers(session, dealer_csv(line))
     assert report.applied, report.rejected
     return session.scalars(sa.select(Dealer).where(Dealer.code == code)).one()
@@ -73,10 +86,11 @@ def attempts(session, outbox_id: int) -> list[tuple[int | None, str]]:
     return [
         (attempt.number, attempt.outcome)
         for attempt in session.scalars(
-            sa.select(OutboxAttempt).where(OutboxAttempt.outbox_id == outbox_id)
+            sa.select(OutboxAttempt)
+            .where(OutboxAttempt.outbox_id == outbox_id)
             .order_by(OutboxAttempt.id)
         )
-    ]  # fmt: skip
+    ]
 
 
 def drain(app) -> int:
@@ -86,8 +100,11 @@ def drain(app) -> int:
 
 def parts(message) -> dict[str, str]:
     """The text of each part of an email, by content type."""
-    return {part.get_content_type(): part.get_content() for part in message.walk()
-            if not part.is_multipart()}  # fmt: skip
+    return {
+        part.get_content_type(): part.get_content()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
 
 
 def validate_adf(text: str) -> etree._Element:
@@ -109,17 +126,27 @@ def verify_signature(request: dict, secret: str = WEBHOOK_SECRET) -> bool:
 
 def worker_env(database_url: str, tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
-    env.update(DATABASE_URL=database_url, SECRET_KEY=TEST_SECRET_KEY,
-               INSTANCE_PATH=str(tmp_path / "worker-instance"), **FAST_ENV)  # fmt: skip
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY=TEST_SECRET_KEY,
+        INSTANCE_PATH=str(tmp_path / "worker-instance"),
+        **FAST_ENV,
+    )
     env.update(settings)
     return env
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`leadsvc worker` as the Procfile runs it, logging to `log_path`."""
+def start_worker(env: dict[str, str], log_path: Path, *command: str) -> subprocess.Popen:
+    """`leadsvc worker` (or another `leadsvc` command) as the Procfile runs it, logging to
+    `log_path`."""
     log = open(log_path, "ab")  # noqa: SIM115  (closed with the process, in stop_worker)
-    process = subprocess.Popen([LEADSVC, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [LEADSVC, *(command or ["worker"])],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     process.log_file = log
     return process
 
@@ -164,22 +191,42 @@ def stop_worker(process: subprocess.Popen) -> None:
 
 
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-    "--logfile", "/var/log/redis/ci.log",
-]  # fmt: skip
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 
 
 def redis_answers() -> bool:
-    result = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
-                            capture_output=True, text=True, timeout=5)  # fmt: skip
+    result = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
     return result.stdout.strip() == "PONG"
 
 
 def stop_redis() -> None:
     """Stop the machine's Redis (it keeps nothing on disk: everything in it is lost)."""
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
-                   capture_output=True, timeout=10)  # fmt: skip
+    subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+        capture_output=True,
+        timeout=10,
+    )
     from tests.conftest import wait_until
 
     wait_until(lambda: not redis_answers(), 10, "Redis to stop")

@@ -9,10 +9,9 @@ import sqlalchemy as sa
 
 from leadsvc.db import utcnow
 from leadsvc.dealers import routing
-from leadsvc.held_connection import run_held
-from leadsvc.jobs.models import OutboxMessage
-from leadsvc.jobs.outbox import reclaim_expired
 from leadsvc.jobs.tasks import run_delivery
+from leadsvc.outbox.messages import reclaim_expired
+from leadsvc.outbox.models import OutboxMessage
 from tests.conftest import wait_until
 from tests.factories import valid_signup
 from tests.jobs.support import (
@@ -47,8 +46,11 @@ def welcome(mail_app, session) -> int:
 
 
 def expire_lease(session, outbox_id: int) -> None:
-    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == outbox_id)
-                    .values(lease_until=utcnow() - timedelta(seconds=1)))  # fmt: skip
+    session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
+        .values(lease_until=utcnow() - timedelta(seconds=1))
+    )
     session.commit()
 
 
@@ -81,7 +83,8 @@ def test_a_temporary_smtp_failure_is_retried_until_the_tries_run_out_and_kept(
     status = invoke(mail_app, "outbox", "status")
     assert status.exit_code == 0
     counts = status.output.split("\n")[1].split()
-    assert counts == ["welcome_email", "0", "0", "0", "0", "1", "0", "0"]  # pending ... failed
+    # pending, queued, sending, handed_off, sent, failed, unknown, skipped
+    assert counts == ["welcome_email", "0", "0", "0", "0", "0", "1", "0", "0"]
     assert "nothing pending" in status.output
     retried = invoke(mail_app, "outbox", "retry", "--failed")
     assert retried.exit_code == 0 and f"1 rows queued again: {welcome}" in retried.output
@@ -129,8 +132,9 @@ def test_a_try_that_died_before_the_hand_off_is_sent_again(mail_app, session, sm
     assert len(smtp.wait_for(1)) == 1
 
 
-@pytest.mark.parametrize(("kind", "settled"), [("welcome_email", "unknown"),
-                                               ("dealer_webhook", "pending")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "settled"), [("welcome_email", "unknown"), ("dealer_webhook", "pending")]
+)
 def test_a_try_that_died_after_the_hand_off(session, welcome, kind, settled):
     """An email handed over may have arrived: `unknown`, never resent by itself. A webhook
     carries a delivery id the dealer deduplicates on, so it is tried again."""
@@ -181,19 +185,17 @@ def test_a_lead_that_moved_dealer_is_told_to_the_new_dealer(mail_app, session, s
     dealer_mail = [m["To"] for m in smtp.wait_for(2) if "leads-" in m["To"]]
     assert dealer_mail == ["MINI NJ1 <leads-nj1@example.com>"]
     assert kinds_and_statuses(session) == [
-        ("welcome_email", "sent"), ("dealer_email", "skipped"), ("dealer_email", "sent"),
-    ]  # fmt: skip
+        ("welcome_email", "sent"),
+        ("dealer_email", "skipped"),
+        ("dealer_email", "sent"),
+    ]
 
 
 def test_the_outbox_is_written_in_the_signup_transaction(mail_app, session, smtp, monkeypatch):
-    """A signup that fails after writing its outbox rows leaves none behind, dispatches none.
-
-    The general transaction (SQLite, a known address on PostgreSQL) is tested here, also on
-    PostgreSQL; the one-statement write of a new address is tested in tests/signups."""
+    """A signup that fails after writing its outbox rows leaves none behind, dispatches none."""
     from leadsvc.signups import service
 
     real_plan = service.plan_after_signup
-    monkeypatch.setattr(service, "_write_new_lead", lambda *args: None)
 
     def plan_then_fail(*args, **kwargs):
         assert real_plan(*args, **kwargs)  # the rows were written...
@@ -221,63 +223,3 @@ def test_worker_and_relay_need_redis(app):
     for command in (["worker"], ["relay", "--once"]):
         result = invoke(app, *command)
         assert result.exit_code == 1 and "REDIS_URL is not set" in result.output
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_usual_delivery_is_four_statements_and_no_transaction_on_postgresql(
-    mail_app, session, smtp, welcome, monkeypatch
-):
-    from leadsvc.extensions import db
-    from leadsvc.jobs import tasks
-
-    engine = db.engine(mail_app)
-    statements, transactions = [], []
-
-    def on_execute(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement.split(None, 1)[0].upper())
-
-    def on_begin(conn):
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            transactions.append(conn)
-
-    def held(engine, sql, params):  # the statements that go to the driver directly
-        statements.append(sql.split(None, 1)[0].upper() + " (held)")
-        return run_held(engine, sql, params)
-
-    monkeypatch.setattr(tasks, "run_held", held)
-    sa.event.listen(engine, "before_cursor_execute", on_execute)
-    sa.event.listen(engine, "begin", on_begin)
-    try:
-        assert run_delivery(mail_app, welcome, runner="outbox-1-1") == "sent"
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", on_execute)
-        sa.event.remove(engine, "begin", on_begin)
-    # read the row with its lead and dealer; claim it with its attempt; hand off; sent
-    assert statements == ["SELECT", "WITH", "UPDATE (held)", "WITH (held)"]
-    assert transactions == []
-    assert len(smtp.wait_for(1)) == 1
-    assert attempts(session, welcome) == [(1, "sent")]
-    [row] = outbox(session)
-    assert (row.status, row.attempts, row.lease_until) == ("sent", 1, None)
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_lost_held_connection_still_hands_off_and_records_once(mail_app, session, smtp):
-    """The hand-off and the success go over the thread's held connection; when its backend is
-    gone, they run again through SQLAlchemy and the message still goes out once."""
-    from leadsvc.held_connection import _held
-
-    client = mail_app.test_client()
-    for n in range(2):
-        reply = client.post("/api/v1/signups", json=valid_signup(email=f"held{n}@example.com"))
-        assert reply.status_code == 202
-    first, second = [row.id for row in outbox(session)]
-    assert run_delivery(mail_app, first, runner="outbox-1-1") == "sent"
-    backend = _held.connection.driver_connection.info.backend_pid
-    session.execute(sa.select(sa.func.pg_terminate_backend(backend)))
-    session.commit()
-    assert run_delivery(mail_app, second, runner="outbox-2-1") == "sent"
-    assert len(smtp.wait_for(2)) == 2
-    assert [(row.status, row.attempts) for row in outbox(session)] == [("sent", 1), ("sent", 1)]
-    assert attempts(session, second) == [(1, "sent")]
-    assert _held.connection.driver_connection.info.backend_pid != backend

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from leadsvc.dealers import routing
 from leadsvc.jobs.drainer import start_drainer, stop_drainer
@@ -47,7 +48,9 @@ def test_a_commit_wakes_the_drainer_which_delivers_everything(drained, session, 
     messages = smtp.wait_for(2)
     assert time.monotonic() - started < 10  # woken by the commit, not by the 30 s poll
     assert sorted(m["To"] for m in messages) == [
-        "MINI NY1 <leads-ny1@example.com>", "jane.doe@example.com"]  # fmt: skip
+        "MINI NY1 <leads-ny1@example.com>",
+        "jane.doe@example.com",
+    ]
     wait_until(lambda: {s for _, s in kinds_and_statuses(session)} == {"sent"}, 5, "rows sent")
     for row in outbox(session):
         assert attempts(session, row.id) == [(1, "sent")]
@@ -97,10 +100,16 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
         env.pop(name)
     env["PYTHONFAULTHANDLER"] = "1"  # a fatal signal prints every thread's stack
     process = subprocess.Popen(
-        [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint,
-    )  # fmt: skip
+        [LEADSVC, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
     try:
+
         def answers():
             assert process.poll() is None, process.stdout.read()
             try:
@@ -111,9 +120,10 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
 
         wait_until(answers, 90, "leadsvc serve to answer", 0.2)
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/signups", data=json.dumps(valid_signup()).encode(),
+            f"http://127.0.0.1:{port}/api/v1/signups",
+            data=json.dumps(valid_signup()).encode(),
             headers={"Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert reply.status == 202
         messages = smtp.wait_for(2, timeout=30)
@@ -130,11 +140,66 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
         except subprocess.TimeoutExpired:  # show where it hangs (PYTHONFAULTHANDLER, below)
             process.send_signal(signal.SIGABRT)
             output = process.communicate(timeout=10)[0]
-            pytest.fail(f"leadsvc serve still running 30 s after {stop_signal.name}:\n"
-                        f"{output[-8000:]}")  # fmt: skip
+            pytest.fail(
+                f"leadsvc serve still running 30 s after {stop_signal.name}:\n{output[-8000:]}"
+            )
     assert process.returncode == 0, process.stdout.read()[-4000:]
     [welcome] = [m for m in messages if m["To"] == "jane.doe@example.com"]
     [notice] = [m for m in messages if m is not welcome]
     assert welcome["List-Unsubscribe"].strip().startswith("<https://stay.example.com/unsubscribe/")
     validate_adf(notice.get_content().replace("\r\n", "\n"))
     assert rows() == [("welcome_email", "sent"), ("dealer_email", "sent")]
+
+
+@pytest.mark.slow
+def test_leadsvc_serve_on_postgresql_without_redis_delivers(tmp_path, smtp, fresh_postgres_url):
+    """`leadsvc serve` on PostgreSQL with no REDIS_URL: its drainer delivers the outbox and
+    seals the consent events, and its log carries no database error."""
+    import json
+    import urllib.request
+
+    port = free_port()
+    env = worker_env(fresh_postgres_url, tmp_path, SMTP_URL=smtp.url)
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def answers():
+            assert process.poll() is None, log_path.read_text()[-4000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(answers, 120, "leadsvc serve to answer", 0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/signups",
+            data=json.dumps(valid_signup()).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        messages = smtp.wait_for(1, timeout=30)  # no dealers: the welcome email alone
+        engine = sa.create_engine(fresh_postgres_url)
+        try:
+
+            def sealed_and_sent():
+                with engine.connect() as connection:
+                    statuses = connection.execute(sa.text("SELECT status FROM outbox")).scalars()
+                    seals = connection.execute(sa.text("SELECT count(*) FROM consent_seals"))
+                    return set(statuses) == {"sent"} and seals.scalar() == 1
+
+            wait_until(sealed_and_sent, 15, "the rows sent and the consent event sealed")
+        finally:
+            engine.dispose()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert [m["To"] for m in messages] == ["jane.doe@example.com"]
+    text = log_path.read_text()
+    assert "outbox drainer" not in text, text[-4000:]  # the drainer logs only its failures

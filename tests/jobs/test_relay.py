@@ -1,17 +1,23 @@
-"""The relay against the real Redis (no worker): what it enqueues, re-enqueues and leaves alone."""
+"""The relay against the real Redis (no worker): what it dispatches, replaces and leaves alone."""
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
+from rq.job import Job, JobStatus
 
-from leadsvc.db import utcnow
+from leadsvc.extensions import db
 from leadsvc.jobs import relay as relay_module
-from leadsvc.jobs.models import OutboxMessage
-from leadsvc.jobs.queue import outbound_queues
-from leadsvc.jobs.relay import relay_once
+from leadsvc.jobs.queue import outbound_queues, redis_client
+from leadsvc.jobs.relay import Relay, relay_once, run_relay
+from leadsvc.outbox.models import OutboxMessage
+from tests.conftest import wait_until
 from tests.factories import valid_signup
-from tests.jobs.support import FAST, invoke, outbox
+from tests.jobs.support import FAST, invoke, kinds_and_statuses, outbox
+
+CLOSED_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 @pytest.fixture
@@ -19,9 +25,14 @@ def rq_app(make_app, redis, redis_url):
     return make_app(redis_url=redis_url, **FAST)
 
 
+def sign_up(app, n: int = 0) -> None:
+    body = valid_signup(email=f"person{n}@example.com")
+    assert app.test_client().post("/api/v1/signups", json=body).status_code == 202
+
+
 @pytest.fixture
 def row(rq_app, session):
-    assert rq_app.test_client().post("/api/v1/signups", json=valid_signup()).status_code == 202
+    sign_up(rq_app)
     [row] = outbox(session)
     return row
 
@@ -31,102 +42,139 @@ def queued_ids(redis, rq_app) -> list[str]:
     return [job_id for queue in queues for job_id in queue.job_ids]
 
 
-def empty_queues(redis) -> None:
-    redis.delete(*(queue.key for queue in outbound_queues(redis, 3)))
+def make_old(session) -> None:
+    """Queued rows last touched a minute ago: past the sweep's grace."""
+    old = datetime.now(UTC) - timedelta(minutes=1)
+    session.execute(sa.update(OutboxMessage).values(updated_at=old))
+    session.commit()
 
 
-def test_the_signup_enqueued_its_row_and_the_relay_leaves_it_alone(rq_app, redis, row, session):
+def job_of(redis, row, generation: int = 1) -> Job:
+    return Job.fetch(f"outbox-{row.id}-{generation}", connection=redis, serializer="json")
+
+
+@pytest.fixture
+def running_relay(rq_app, redis):
+    """`run_relay` in a thread, with full passes a minute apart: only notifications (or, on
+    SQLite, its one-second look) make it dispatch."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run_relay, args=(rq_app, redis, 60.0, stop), daemon=True)
+    thread.start()
+    time.sleep(0.3)  # its first full pass, and LISTEN, before the test's signups
+    yield thread
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_the_signup_waits_for_the_relay_and_touches_no_redis(rq_app, redis, row, session):
+    assert queued_ids(redis, rq_app) == []
+    assert kinds_and_statuses(session) == [("welcome_email", "pending")]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_a_running_relay_dispatches_a_signup_at_once(rq_app, redis, session, running_relay):
+    started = time.monotonic()
+    sign_up(rq_app)
+    [row] = outbox(session)
+    wait_until(lambda: queued_ids(redis, rq_app), 5, "the job to be queued", 0.005)
+    took = time.monotonic() - started
+    assert took < (0.5 if session.get_bind().dialect.name == "postgresql" else 1.5), took
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-1"]
-    job = Job.fetch(f"outbox-{row.id}-1", connection=redis, serializer="json")
+    assert kinds_and_statuses(session) == [("welcome_email", "queued")]
+    job = job_of(redis, row)
     assert (job.func_name, job.args, job.timeout) == ("leadsvc.jobs.tasks.deliver", [row.id], 3)
     assert (job.retries_left, job.retry_intervals) == (2, [1, 1])
-    report = relay_once(rq_app, redis)
-    assert (report.enqueued, report.reclaimed) == (0, 0)
-    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-1"]
 
 
-def test_a_lost_job_is_enqueued_again_under_the_same_id(rq_app, redis, row):
+def test_two_relays_never_hand_on_the_same_row(rq_app, redis, session):
+    for n in range(120):
+        sign_up(rq_app, n)
+    relays = [Relay(rq_app, redis_client(rq_app.config["LEADSVC_SETTINGS"].redis_url))
+              for _ in range(2)]  # fmt: skip
+    counts = []
+    threads = [threading.Thread(target=lambda r=r: counts.append(r.dispatch())) for r in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = queued_ids(redis, rq_app)
+    assert sum(counts) == 120 and len(ids) == 120 and len(set(ids)) == 120
+    assert {status for _, status in kinds_and_statuses(session)} == {"queued"}
+
+
+def test_rows_whose_hand_off_failed_go_back_and_are_dispatched_later(rq_app, redis, row, session):
+    down = Relay(rq_app, redis_client(CLOSED_REDIS))
+    with pytest.raises(Exception, match="(?i)connect"):
+        down.dispatch()
+    session.expire_all()
+    [back] = outbox(session)
+    assert (back.status, back.generation) == ("pending", 2)
+    assert Relay(rq_app, redis).dispatch() == 1
+    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
+
+
+def test_a_job_redis_lost_is_replaced_under_a_new_generation(rq_app, redis, row, session):
+    assert relay_once(rq_app, redis).enqueued == 1
     redis.flushdb()  # Redis restarted without persistence
-    assert relay_once(rq_app, redis).enqueued == 1
-    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-1"]
-    assert relay_once(rq_app, redis).enqueued == 0  # unique: enqueued once
-
-
-def test_a_job_that_ended_without_settling_its_row_gets_a_new_generation(
-    rq_app, redis, row, session
-):
-    redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", "failed")  # e.g. the database was down
-    empty_queues(redis)
-    assert relay_once(rq_app, redis).enqueued == 1
+    assert relay_once(rq_app, redis).swept == 0  # queued just now: within the grace
+    make_old(session)
+    report = relay_once(rq_app, redis)
+    assert (report.swept, report.enqueued) == (1, 1)
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
-    assert outbox(session)[0].generation == 2
-
-
-def test_a_job_whose_worker_died_while_started_gets_a_new_generation(rq_app, redis, row, session):
-    """SIGKILL leaves the job "started" in Redis until rq's own cleanup, minutes later."""
-    key = Job.key_for(f"outbox-{row.id}-1")
-    empty_queues(redis)
-    redis.hset(key, mapping={"status": "started", "started_at": "2000-01-01T00:00:00.000000Z"})
-    assert relay_once(rq_app, redis).enqueued == 1
-    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
-    assert outbox(session)[0].generation == 2
-    # A job started just now is running, not lost: left alone.
-    redis.hset(Job.key_for(f"outbox-{row.id}-2"), mapping={
-        "status": "started", "started_at": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")})  # fmt: skip
-    empty_queues(redis)
     assert relay_once(rq_app, redis).enqueued == 0
 
 
-def test_a_job_taken_by_a_worker_that_died_before_starting_it_gets_a_new_generation(
-    rq_app, redis, row, session, monkeypatch
-):
-    """A worker SIGKILLed between taking the job off the queue and starting it leaves the job
-    "queued" in rq's intermediate list, where rq's maintenance looks only every few minutes."""
-    [queue] = [q for q in outbound_queues(redis, 3) if q.name == "outbound"]
-    assert redis.lmove(queue.key, queue.intermediate_queue_key) == f"outbox-{row.id}-1".encode()
-    assert relay_once(rq_app, redis).enqueued == 0  # first seen there: it may be starting now
-    assert relay_once(rq_app, redis).enqueued == 0  # not there long enough yet
-    monkeypatch.setattr(relay_module, "LOST_AFTER_SECONDS", 0)
-    assert relay_once(rq_app, redis).enqueued == 1
-    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
-    assert outbox(session)[0].generation == 2
-    assert redis.llen(queue.intermediate_queue_key) == 0
+@pytest.mark.parametrize(
+    ("change", "lost"),
+    [
+        ("failed", True),  # ended (the database was down while it ran) without settling the row
+        ("started long ago", True),  # its worker was SIGKILLed while running it
+        ("taken, never started", True),  # its worker died between taking and starting it
+        ("started now", False),  # running
+        ("scheduled", False),  # rq will retry it
+    ],
+)
+def test_the_sweep_replaces_only_jobs_nothing_will_run(rq_app, redis, row, session, change, lost):
+    relay_once(rq_app, redis)
+    job = job_of(redis, row)
+    [queue] = [q for q in outbound_queues(redis, 3) if q.name == job.origin]
+    queue.remove(job)
+    status = {"started long ago": "started", "started now": "started"}.get(change, change)
+    job.set_status({"taken, never started": JobStatus.QUEUED}.get(status, status))
+    if change.startswith("started"):
+        job.started_at = datetime.now(UTC) - timedelta(hours=1 if change.endswith("ago") else 0)
+        job.save()
+    make_old(session)
+    report = relay_once(rq_app, redis)
+    assert report.swept == int(lost)
+    session.expire_all()
+    [now] = outbox(session)
+    assert (now.status, now.generation) == (("queued", 2) if lost else ("queued", 1))
 
 
-@pytest.mark.parametrize("status", ["queued", "scheduled"])
-def test_a_job_held_in_no_queue_or_schedule_gets_a_new_generation(
-    rq_app, redis, row, session, status
-):
-    """The job's record says it waits, but nothing holds it (its queue entry or schedule entry
-    went with a dead worker or rq's cleanup): nothing would ever run it."""
-    empty_queues(redis)
-    redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", status)
-    assert relay_once(rq_app, redis).enqueued == 1
-    assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-2"]
-    assert outbox(session)[0].generation == 2
-
-
-def test_a_scheduled_job_in_the_schedule_is_left_alone(rq_app, redis, row):
-    job_id = f"outbox-{row.id}-1"
-    empty_queues(redis)
-    redis.hset(Job.key_for(job_id), "status", "scheduled")
-    redis.zadd(ScheduledJobRegistry("outbound", connection=redis).key, {job_id: 4_000_000_000})
-    assert relay_once(rq_app, redis).enqueued == 0
-    assert queued_ids(redis, rq_app) == []
-
-
-def test_a_row_re_enqueued_too_often_is_given_up_and_kept(rq_app, redis, row, session, monkeypatch):
+def test_a_row_replaced_too_often_is_given_up_and_kept(rq_app, redis, row, session, monkeypatch):
     monkeypatch.setattr(relay_module, "MAX_GENERATIONS", 1)
-    redis.hset(Job.key_for(f"outbox-{row.id}-1"), "status", "failed")
+    relay_once(rq_app, redis)
+    redis.flushdb()
+    make_old(session)
     report = relay_once(rq_app, redis)
     assert (report.enqueued, report.given_up) == (0, 1)
+    session.expire_all()
     [kept] = outbox(session)
     assert kept.status == "failed" and "given up" in kept.last_error
     assert session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 1
 
 
 def test_the_relay_command_reports_what_it_did(rq_app, redis, row):
-    redis.flushdb()
     result = invoke(rq_app, "relay", "--once")
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.output.strip() == "0 tries reclaimed, 1 jobs enqueued, 0 rows given up"
+    assert result.output.strip() == (
+        "0 tries reclaimed, 1 jobs enqueued, 0 lost jobs replaced, 0 rows given up"
+    )
+
+
+def test_the_relay_pool_is_left_as_it_was_found(rq_app, redis, row):
+    """A full pass leaves no database connection checked out."""
+    relay_once(rq_app, redis)
+    assert db.engine(rq_app).pool.checkedout() == 0

@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from leadsvc.db import utcnow
 from leadsvc.dealers.directory import import_dealers
-from leadsvc.jobs.models import OutboxMessage
 from leadsvc.jobs.tasks import run_delivery
 from leadsvc.ops.logs import JsonFormatter, RequestIdFilter, pseudonym
 from leadsvc.outbound.mail import DeliveryError
+from leadsvc.outbox.models import OutboxMessage
 from leadsvc.signups.abuse import form_token
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import dealer_csv, dealer_line, valid_signup
@@ -37,8 +37,12 @@ CLOSED_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 OUTSIDE = {"REMOTE_ADDR": "203.0.113.5"}
 #: Who signs up in the log tests: none of these may ever reach a log line.
-PERSON = {"first_name": "Zebulon", "last_name": "Quartermaine",
-          "email": "zebulon.quartermaine@example.com", "zip": "10001"}  # fmt: skip
+PERSON = {
+    "first_name": "Zebulon",
+    "last_name": "Quartermaine",
+    "email": "zebulon.quartermaine@example.com",
+    "zip": "10001",
+}
 SECRETS = ("zebulon", "quartermaine")
 
 
@@ -68,8 +72,9 @@ def test_readyz_is_ready_with_the_database_redis_and_a_routing_table(make_app, s
 
     assert response.status_code == 200
     assert response.get_json() == {
-        "status": "ready", "checks": {"database": "ok", "redis": "ok", "routing": "ok"},
-    }  # fmt: skip
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok", "routing": "ok"},
+    }
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -79,22 +84,33 @@ def test_readyz_without_redis_configured_is_ready_embedded(make_app, session):
 
     assert response.status_code == 200
     assert response.get_json()["checks"] == {
-        "database": "ok", "redis": "not configured", "routing": "ok"}  # fmt: skip
+        "database": "ok",
+        "redis": "not configured",
+        "routing": "ok",
+    }
 
 
 @pytest.mark.parametrize(
     ("changes", "with_dealer", "checks"),
     [
-        ({}, False, {"database": "ok", "redis": "not configured",
-                     "routing": "no routing table built"}),
-        ({"redis_url": CLOSED_REDIS}, True, {"database": "ok", "redis": "unreachable",
-                                             "routing": "ok"}),
-        ({"database_url": CLOSED_POSTGRES}, True, {"database": "unreachable",
-                                                   "redis": "not configured",
-                                                   "routing": "not loaded"}),
+        (
+            {},
+            False,
+            {"database": "ok", "redis": "not configured", "routing": "no routing table built"},
+        ),
+        (
+            {"redis_url": CLOSED_REDIS},
+            True,
+            {"database": "ok", "redis": "unreachable", "routing": "ok"},
+        ),
+        (
+            {"database_url": CLOSED_POSTGRES},
+            True,
+            {"database": "unreachable", "redis": "not configured", "routing": "not loaded"},
+        ),
     ],
     ids=["no-routing-table", "redis-down", "postgresql-unreachable"],
-)  # fmt: skip
+)
 def test_readyz_answers_503_naming_the_failing_part(
     make_app, session, changes, with_dealer, checks
 ):
@@ -222,8 +238,12 @@ def delta(before, after, name, **labels) -> float:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_metrics_count_requests_latency_and_signups_by_outcome(make_app):
-    app = make_app(rate_limits_enabled=True, signup_limit_per_ip="2/minute",
-                   signup_limit_per_email="5/hour", min_fill_seconds=2)  # fmt: skip
+    app = make_app(
+        rate_limits_enabled=True,
+        signup_limit_per_ip="2/minute",
+        signup_limit_per_email="5/hour",
+        min_fill_seconds=2,
+    )
     client = app.test_client()
     before = scrape(client)
 
@@ -254,8 +274,17 @@ def test_metrics_count_requests_latency_and_signups_by_outcome(make_app):
     assert delta(before, after, requests, route=URL, method="POST", status="422") == 1
     assert delta(before, after, requests, route=URL, method="POST", status="429") == 1
     assert delta(before, after, requests, route="/signup", method="POST", status="200") == 1
-    assert delta(before, after, requests, route="/api/v1/zips/<string:zip_code>", method="GET",
-                 status="200") == 1  # fmt: skip
+    assert (
+        delta(
+            before,
+            after,
+            requests,
+            route="/api/v1/zips/<string:zip_code>",
+            method="GET",
+            status="200",
+        )
+        == 1
+    )
     # Every request is timed, the refused ones too (the limiter answers before any view).
     latency = "leadsvc_http_request_seconds_count"
     assert delta(before, after, latency, route=URL) == 5
@@ -281,8 +310,11 @@ def test_metrics_show_outbox_depth_its_oldest_row_and_job_outcomes(make_app, ses
 
     # The oldest open row is an hour old; one welcome email is sent, one fails to send.
     welcome = [r.id for r in rows if r.kind == "welcome_email"]
-    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == welcome[2])
-                    .values(created_at=utcnow() - timedelta(hours=1)))  # fmt: skip
+    session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id == welcome[2])
+        .values(created_at=utcnow() - timedelta(hours=1))
+    )
     session.commit()
     assert run_delivery(app, welcome[0]) == "sent"
     broken = make_app(smtp_url="smtp://127.0.0.1:1", smtp_timeout=1.0)
@@ -359,8 +391,12 @@ def test_logs_are_json_lines_with_request_ids_and_nothing_personal(
     make_app, session, capfd, monkeypatch
 ):
     capfd.readouterr()
-    app = make_app(rate_limits_enabled=True, signup_limit_per_ip="50/minute",
-                   signup_limit_per_email="2/hour", min_fill_seconds=2)  # fmt: skip
+    app = make_app(
+        rate_limits_enabled=True,
+        signup_limit_per_ip="50/minute",
+        signup_limit_per_email="2/hour",
+        min_fill_seconds=2,
+    )
     client = app.test_client()
     add_dealer(session)
     replies = []
@@ -369,27 +405,43 @@ def test_logs_are_json_lines_with_request_ids_and_nothing_personal(
         replies.append(client.post(URL, json=body, **kwargs))
         return replies[-1].status_code
 
-    form = {**PERSON, "consent_text_version": "1",
-            "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60)}  # fmt: skip
+    form = {
+        **PERSON,
+        "consent_text_version": "1",
+        "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60),
+    }
     assert api(PERSON) == 202
     replies.append(client.post("/signup", data=form))
     assert replies[-1].status_code == 200
     assert api(PERSON) == 429  # the per-email limit
     assert api({**PERSON, "email": "zebulon.quartermaine@example"}) == 422
-    assert api({**PERSON, "first_name": "Zebulon\r\nX-Header: 1",
-                "email": "zebulon.q1@example.com"}) == 422  # fmt: skip
-    assert api({**PERSON, "website": "zebulon.quartermaine@example.org",
-                "email": "zebulon.q2@example.com"}) == 202  # a bot  # fmt: skip
+    assert (
+        api({**PERSON, "first_name": "Zebulon\r\nX-Header: 1", "email": "zebulon.q1@example.com"})
+        == 422
+    )
+    assert (
+        api(
+            {
+                **PERSON,
+                "website": "zebulon.quartermaine@example.org",
+                "email": "zebulon.q2@example.com",
+            }
+        )
+        == 202
+    )  # a bot
     assert api(PERSON, headers={"X-Request-ID": "client-chosen-id-42"}) == 429
 
     def failing_capture(session, signup, *args, **kwargs):
         # A library's line with the address in it (masked), then a failure whose message holds
         # the person's name and address (the failure's stack is logged, never its message).
         logging.getLogger("smtplib.example").warning(
-            "relay refused <%s>", signup.email.normalized,
-            extra={"recipients": [signup.email.normalized]})  # fmt: skip
-        raise RuntimeError(f"cannot store {signup.first_name} {signup.last_name} "
-                           f"<{signup.email.normalized}>")  # fmt: skip
+            "relay refused <%s>",
+            signup.email.normalized,
+            extra={"recipients": [signup.email.normalized]},
+        )
+        raise RuntimeError(
+            f"cannot store {signup.first_name} {signup.last_name} <{signup.email.normalized}>"
+        )
 
     monkeypatch.setattr("leadsvc.signups.views.capture_signup", failing_capture)
     assert api({**PERSON, "email": "zebulon.q@example.com"}) == 500
@@ -436,10 +488,14 @@ def test_the_servers_own_lines_carry_request_ids_and_no_link_tokens(make_app, ca
     token = "linktoken-0123456789abcdefghijklmnopqrstuvwxyz"
     try:
         with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(f"{base}/unsubscribe/{token}?email=zebulon%40example.com",
-                                   timeout=5)  # fmt: skip
-        request = urllib.request.Request(f"{base}{URL}", data=json.dumps(PERSON).encode(),
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            urllib.request.urlopen(
+                f"{base}/unsubscribe/{token}?email=zebulon%40example.com", timeout=5
+            )
+        request = urllib.request.Request(
+            f"{base}{URL}",
+            data=json.dumps(PERSON).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=5) as reply:
             assert reply.status == 202
     finally:
@@ -448,8 +504,9 @@ def test_the_servers_own_lines_carry_request_ids_and_no_link_tokens(make_app, ca
 
     err = capfd.readouterr().err
     entries = json_lines(err)
-    assert all(entry["request_id"] for entry in entries), [e for e in entries
-                                                          if not e["request_id"]]  # fmt: skip
+    assert all(entry["request_id"] for entry in entries), [
+        e for e in entries if not e["request_id"]
+    ]
     routes = [entry.get("route") for entry in entries if entry["logger"] == "leadsvc.requests"]
     assert routes == ["/unsubscribe/<token>", URL]
     assert token not in err and "zebulon" not in err.lower()
@@ -468,10 +525,17 @@ def test_the_formatter_masks_addresses_wherever_they_sit():
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning("bounce from %s", "zebulon.quartermaine@example.com", extra={
-            "to": ["zebulon.quartermaine@example.com"], "headers": {"Reply-To": "x@example.com"},
-            "who": Recipient(), "pair": ("a@example.com", 1), "count": 3,
-        })  # fmt: skip
+        logger.warning(
+            "bounce from %s",
+            "zebulon.quartermaine@example.com",
+            extra={
+                "to": ["zebulon.quartermaine@example.com"],
+                "headers": {"Reply-To": "x@example.com"},
+                "who": Recipient(),
+                "pair": ("a@example.com", 1),
+                "count": 3,
+            },
+        )
         try:
             raise ValueError("zebulon.quartermaine@example.com")
         except ValueError:

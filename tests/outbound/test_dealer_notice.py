@@ -6,7 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import valid_signup
 from tests.jobs.support import add_dealer, attempts, drain, outbox, validate_adf, verify_signature
 
@@ -82,7 +82,11 @@ def test_the_webhook_is_signed_and_verifies(
     assert document["dealer"] == {"code": "NY1", "name": "MINI NY1"}
     lead = document["lead"]
     assert (lead["first_name"], lead["email"], lead["zip"], lead["interests"]) == (
-        "Jane", "jane.doe@example.com", "10001", ["Cooper"])
+        "Jane",
+        "jane.doe@example.com",
+        "10001",
+        ["Cooper"],
+    )
     assert webhook_row.status == "sent"
 
 
@@ -95,7 +99,10 @@ def test_any_answer_but_2xx_fails_the_try_and_is_retried(
     drain(mail_app)
     row = next(row for row in outbox(mail_session) if row.kind == "dealer_webhook")
     assert (row.status, row.attempts, row.last_error) == (
-        "pending", 1, f"DeliveryError: webhook answered {answer}")
+        "pending",
+        1,
+        f"DeliveryError: webhook answered {answer}",
+    )
     assert row.next_attempt_at is not None
     assert attempts(mail_session, row.id) == [(1, "failed")]
 
@@ -115,4 +122,6 @@ def test_a_webhook_timeout_fails_the_try_and_is_retried(
     drain(mail_app)
     row = next(row for row in outbox(mail_session) if row.kind == "dealer_webhook")
     assert (row.status, row.last_error) == (
-        "pending", "DeliveryError: webhook unreachable: TimeoutError")
+        "pending",
+        "DeliveryError: webhook unreachable: TimeoutError",
+    )

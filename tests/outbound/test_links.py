@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.leads.models import Lead
 from leadsvc.outbound.tokens import LinkTokens, link_tokens
-from leadsvc.signups.models import Lead
 from tests.factories import valid_signup
 from tests.jobs.support import kinds_and_statuses
 
@@ -37,9 +37,10 @@ def state(session, lead_id: int) -> tuple[str, list[str]]:
     session.rollback()
     lead = session.get(Lead, lead_id)
     events = session.scalars(
-        sa.select(ConsentEvent.event_type).where(ConsentEvent.lead_id == lead_id)
+        sa.select(ConsentEvent.event_type)
+        .where(ConsentEvent.lead_id == lead_id)
         .order_by(ConsentEvent.id)
-    ).all()  # fmt: skip
+    ).all()
     return lead.consent_status, list(events)
 
 
@@ -47,18 +48,26 @@ def post_like_a_mail_provider(base_url: str, path: str, *, multipart: bool):
     """What Gmail and others send for one-click: a bare POST, no cookies, no Referer."""
     if multipart:
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
-                f"One-Click\r\n--{boundary}--\r\n").encode()  # fmt: skip
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+            f"One-Click\r\n--{boundary}--\r\n"
+        ).encode()
         content_type = f"multipart/form-data; boundary={boundary}"
     else:
         body = b"List-Unsubscribe=One-Click"
         content_type = "application/x-www-form-urlencoded"
     host = urlsplit(base_url)
     connection = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
-    connection.request("POST", path, body=body, headers={
-        "Content-Type": content_type, "Content-Length": str(len(body)),
-        "User-Agent": "Mozilla/5.0 (compatible; GoogleImageProxy)",
-    })  # fmt: skip
+    connection.request(
+        "POST",
+        path,
+        body=body,
+        headers={
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+            "User-Agent": "Mozilla/5.0 (compatible; GoogleImageProxy)",
+        },
+    )
     return connection.getresponse()
 
 
@@ -130,8 +139,9 @@ def test_an_expired_confirm_link_says_so(client, session, person, app, monkeypat
         assert reply.status_code == 410 and "has expired" in reply.get_data(as_text=True)
 
 
-def test_unsubscribe_tokens_do_not_expire_and_reveal_no_address(client, session, person, app,
-                                                                 monkeypatch):  # fmt: skip
+def test_unsubscribe_tokens_do_not_expire_and_reveal_no_address(
+    client, session, person, app, monkeypatch
+):
     tokens = link_tokens(app.config["LEADSVC_SETTINGS"])
     with monkeypatch.context() as patch:
         patch.setattr(time, "time", lambda: 1.0e9)  # signed in 2001

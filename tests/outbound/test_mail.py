@@ -38,8 +38,9 @@ def test_a_failure_before_the_hand_off_never_reaches_it(smtp):
     smtp.reject_codes = ["554 5.7.1 <person@example.com> rejected"]
     handed = []
     with pytest.raises(DeliveryError) as failure:
-        SmtpTransport(smtp.url, timeout=5).send(message("x"), name="x",
-                                                handed_off=lambda: handed.append(1))  # fmt: skip
+        SmtpTransport(smtp.url, timeout=5).send(
+            message("x"), name="x", handed_off=lambda: handed.append(1)
+        )
     assert failure.value.permanent
     assert "person@" not in str(failure.value)
     assert handed == [1]  # the rejection came in answer to the final dot: after the hand-off
@@ -63,7 +64,8 @@ def test_mail_directory_writes_one_file_per_job(tmp_path):
 
 def test_smtp_url_forms():
     assert SmtpTarget.from_url("smtps://user%40x:p%3Aw@mail.example.com") == SmtpTarget(
-        "smtps", "mail.example.com", 465, "user@x", "p:w")
+        "smtps", "mail.example.com", 465, "user@x", "p:w"
+    )
     assert SmtpTarget.from_url("smtp+starttls://relay:2525").port == 2525
     assert SmtpTarget.from_url("smtp://localhost").port == 25
 
@@ -95,11 +97,22 @@ def test_outbound_settings_are_validated_at_start(tmp_path, name, value, complai
 def test_outbound_settings_defaults_and_values(tmp_path):
     default = Settings.from_env({"INSTANCE_PATH": str(tmp_path)})
     assert (default.double_opt_in, default.brand_postal_address, default.max_attempts) == (
-        False, "MINI USA, 300 Chestnut Ridge Road, Woodcliff Lake, NJ 07677", 5)
-    custom = Settings.from_env({
-        "INSTANCE_PATH": str(tmp_path), "DOUBLE_OPT_IN": "true", "JOB_RETRY_INTERVALS": "5,60",
-        "MAIL_FROM": "MINI <news@mini.example>", "LIST_ID": "loop.mini.example",
-    })  # fmt: skip
+        False,
+        "MINI USA, 300 Chestnut Ridge Road, Woodcliff Lake, NJ 07677",
+        5,
+    )
+    custom = Settings.from_env(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "DOUBLE_OPT_IN": "true",
+            "JOB_RETRY_INTERVALS": "5,60",
+            "MAIL_FROM": "MINI <news@mini.example>",
+            "LIST_ID": "loop.mini.example",
+        }
+    )
     assert (custom.double_opt_in, custom.job_retry_intervals, custom.max_attempts) == (
-        True, (5, 60), 3)
+        True,
+        (5, 60),
+        3,
+    )
     assert (custom.mail_from, custom.list_id) == ("MINI <news@mini.example>", "loop.mini.example")

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.leads.models import Lead
 from leadsvc.outbound.tokens import link_tokens
-from leadsvc.signups.models import Lead
 from tests.factories import valid_signup
 from tests.jobs.support import PUBLIC_BASE_URL, drain, kinds_and_statuses, parts
 
@@ -115,11 +115,14 @@ def test_double_opt_in_confirms_first_and_tells_the_dealer_only_after(
     drain(app)
     later = smtp.wait_for(3)[1:]
     assert sorted(m["To"] for m in later) == [
-        "MINI NY1 <leads-ny1@example.com>", "jane.doe@example.com",
-    ]  # fmt: skip
+        "MINI NY1 <leads-ny1@example.com>",
+        "jane.doe@example.com",
+    ]
     assert kinds_and_statuses(session) == [
-        ("confirm_email", "sent"), ("welcome_email", "sent"), ("dealer_email", "sent"),
-    ]  # fmt: skip
+        ("confirm_email", "sent"),
+        ("welcome_email", "sent"),
+        ("dealer_email", "sent"),
+    ]
 
 
 def test_repeat_signups_of_an_unconfirmed_address_resend_the_confirmation_three_times_a_day(

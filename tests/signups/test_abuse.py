@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
-from leadsvc.jobs.models import OutboxMessage
+from leadsvc.leads.models import Lead
+from leadsvc.outbox.models import OutboxMessage
 from leadsvc.signups.abuse import bot_reason, form_token
-from leadsvc.signups.models import Lead
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import valid_signup
 
@@ -50,8 +50,12 @@ def aged_token(seconds: float = 60) -> str:
 
 
 def form_data(**overrides) -> dict:
-    data = {**valid_signup(), "consent_text_version": "1", "form_token": aged_token(),
-            "website": ""}  # fmt: skip
+    data = {
+        **valid_signup(),
+        "consent_text_version": "1",
+        "form_token": aged_token(),
+        "website": "",
+    }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
@@ -219,10 +223,14 @@ def test_bot_reason_names_each_case():
     assert bot_reason(TEST_SECRET_KEY, "x", token, token_required=True, **check) == "honeypot"
     assert bot_reason(TEST_SECRET_KEY, None, None, token_required=True, **check) == "bad_token"
     assert bot_reason(TEST_SECRET_KEY, None, None, token_required=False, **check) is None
-    assert bot_reason(TEST_SECRET_KEY, None, token, token_required=False, min_seconds=11,
-                      now=now) == "too_fast"  # fmt: skip
-    assert bot_reason("other-key-" + "z" * 32, None, token, token_required=True,
-                      **check) == "bad_token"  # fmt: skip
+    assert (
+        bot_reason(TEST_SECRET_KEY, None, token, token_required=False, min_seconds=11, now=now)
+        == "too_fast"
+    )
+    assert (
+        bot_reason("other-key-" + "z" * 32, None, token, token_required=True, **check)
+        == "bad_token"
+    )
 
 
 def test_a_refused_bot_is_logged_by_reason_without_the_address(guarded, session, caplog):
@@ -243,8 +251,13 @@ def test_only_the_person_is_ever_emailed(make_app, session, smtp):
     """End to end: every outbox row delivered over real SMTP; bots and limited tries send none."""
     from leadsvc.jobs.tasks import run_delivery
 
-    app = make_app(min_fill_seconds=2, smtp_url=smtp.url, rate_limits_enabled=True,
-                   signup_limit_per_ip="100/minute", signup_limit_per_email="1/hour")  # fmt: skip
+    app = make_app(
+        min_fill_seconds=2,
+        smtp_url=smtp.url,
+        rate_limits_enabled=True,
+        signup_limit_per_ip="100/minute",
+        signup_limit_per_email="1/hour",
+    )
     client = app.test_client()
     assert client.post("/signup", data=form_data(email="person@example.com")).status_code == 200
     client.post("/signup", data=form_data(email="bot1@example.com", website="x"))

@@ -17,8 +17,8 @@ from leadsvc.app import create_app
 from leadsvc.consent.models import ConsentEvent, ConsentText
 from leadsvc.errors import FAILURE_MESSAGE, FIELD_ERRORS_MESSAGE
 from leadsvc.extensions import db
+from leadsvc.leads.models import Lead
 from leadsvc.settings import Settings
-from leadsvc.signups.models import Lead
 from leadsvc.signups.schemas import (
     INVALID_EMAIL,
     INVALID_ZIP,
@@ -110,32 +110,61 @@ def test_signup_is_received_and_stores_the_lead_and_its_consent_event(client, se
     assert response.get_json() == RECEIVED
     [lead] = leads(session)
     assert (
-        lead.email, lead.email_key, lead.email_as_typed, lead.first_name, lead.last_name,
-        lead.zip5, lead.zip4, lead.source, lead.utm, lead.interests, lead.consent_status,
-        lead.consent_text_version, lead.signup_count,
+        lead.email,
+        lead.email_key,
+        lead.email_as_typed,
+        lead.first_name,
+        lead.last_name,
+        lead.zip5,
+        lead.zip4,
+        lead.source,
+        lead.utm,
+        lead.interests,
+        lead.consent_status,
+        lead.consent_text_version,
+        lead.signup_count,
     ) == (
-        "jane.doe@example.com", "jane.doe@example.com", "jane.doe@example.com", "Jane", "Doe",
-        "10001", "1234", "https://www.miniusa.com/",
+        "jane.doe@example.com",
+        "jane.doe@example.com",
+        "jane.doe@example.com",
+        "Jane",
+        "Doe",
+        "10001",
+        "1234",
+        "https://www.miniusa.com/",
         {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "spring"},
-        ["Cooper", "Countryman"], "given", 1, 1,
-    )  # fmt: skip
+        ["Cooper", "Countryman"],
+        "given",
+        1,
+        1,
+    )
     assert started - timedelta(seconds=5) <= lead.created_at <= datetime.now(UTC)
     assert lead.updated_at == lead.created_at
     [event] = events(session)
     assert (
-        event.lead_id, event.subject, event.event_type, event.text_version, event.ip,
-        event.user_agent, event.source_url, event.request_id,
+        event.lead_id,
+        event.subject,
+        event.event_type,
+        event.text_version,
+        event.ip,
+        event.user_agent,
+        event.source_url,
+        event.request_id,
     ) == (
-        lead.id, "jane.doe@example.com", "given", 1, "127.0.0.1", "Mozilla/5.0 (test)",
-        "https://www.miniusa.com/", response.headers["X-Request-ID"],
-    )  # fmt: skip
+        lead.id,
+        "jane.doe@example.com",
+        "given",
+        1,
+        "127.0.0.1",
+        "Mozilla/5.0 (test)",
+        "https://www.miniusa.com/",
+        response.headers["X-Request-ID"],
+    )
     assert started - timedelta(seconds=5) <= event.occurred_at <= datetime.now(UTC)
     assert event.occurred_at.tzinfo is not None
 
 
-def test_minimal_signup_stores_no_optional_values_and_pins_the_active_consent_text(
-    client, session
-):
+def test_minimal_signup_stores_no_optional_values_and_pins_the_active_consent_text(client, session):
     response = post(client, valid_signup())
     assert (response.status_code, response.get_json()) == (202, RECEIVED)
     [lead] = leads(session)
@@ -156,14 +185,21 @@ def test_reply_is_the_same_whether_the_email_is_new_or_already_known(client, ses
 
 
 def test_optional_fields_sent_as_null_or_blank_count_as_not_given(client, session):
-    body = valid_signup(source=" ", utm={"utm_source": "", "utm_term": None}, interests=None,
-                        consent_text_version=None)  # fmt: skip
+    body = valid_signup(
+        source=" ",
+        utm={"utm_source": "", "utm_term": None},
+        interests=None,
+        consent_text_version=None,
+    )
     response = post(client, body)
     assert (response.status_code, response.get_json()) == (202, RECEIVED)
     [lead] = leads(session)
     assert (lead.source, lead.utm, lead.interests, lead.consent_text_version) == (
-        None, None, None, 1,
-    )  # fmt: skip
+        None,
+        None,
+        None,
+        1,
+    )
 
 
 def test_names_are_trimmed_before_storing(client, session):
@@ -197,14 +233,22 @@ def test_real_names_up_to_50_characters_are_accepted(client, session):
 
 EMAIL_STORAGE = [
     # typed, leads.email (normalised), leads.email_key, leads.email_as_typed
-    ("  Jane.Doe@Example.COM ", "Jane.Doe@example.com", "jane.doe@example.com",
-     "Jane.Doe@Example.COM"),
+    (
+        "  Jane.Doe@Example.COM ",
+        "Jane.Doe@example.com",
+        "jane.doe@example.com",
+        "Jane.Doe@Example.COM",
+    ),
     ("用户@例子.广告", "用户@例子.广告", "用户@例子.广告", "用户@例子.广告"),
     ("jane@bücher.de", "jane@bücher.de", "jane@bücher.de", "jane@bücher.de"),
     ("JOHN@BÜCHER.DE", "JOHN@bücher.de", "john@bücher.de", "JOHN@BÜCHER.DE"),
-    ("jane.doe+mini@example.com", "jane.doe+mini@example.com", "jane.doe+mini@example.com",
-     "jane.doe+mini@example.com"),
-]  # fmt: skip
+    (
+        "jane.doe+mini@example.com",
+        "jane.doe+mini@example.com",
+        "jane.doe+mini@example.com",
+        "jane.doe+mini@example.com",
+    ),
+]
 
 
 def test_email_is_stored_normalised_as_typed_and_lower_cased(client, session):
@@ -284,9 +328,12 @@ def test_real_zip_code_is_accepted_and_stored_as_zip5_and_zip4(client, session):
 
 def test_utm_and_interests_are_stored_as_given(client, session):
     utm = {
-        "utm_source": "google", "utm_medium": "cpc", "utm_campaign": "mini-2025",
-        "utm_term": "electric mini", "utm_content": "ad-1",
-    }  # fmt: skip
+        "utm_source": "google",
+        "utm_medium": "cpc",
+        "utm_campaign": "mini-2025",
+        "utm_term": "electric mini",
+        "utm_content": "ad-1",
+    }
     interests = ["Electric", "John Cooper Works", "Test drive"]
     response = post(client, valid_signup(utm=utm, interests=interests, source="footer-form"))
     assert (response.status_code, response.get_json()) == (202, RECEIVED)
@@ -305,23 +352,44 @@ def test_same_address_in_other_letter_case_updates_the_one_lead_and_adds_a_conse
     second = post(
         client,
         valid_signup(
-            email="jane.doe@example.com", first_name="Janet", last_name="Doe-Smith",
-            zip="90210-1234", utm={"utm_source": "facebook"}, interests=["Cooper"],
+            email="jane.doe@example.com",
+            first_name="Janet",
+            last_name="Doe-Smith",
+            zip="90210-1234",
+            utm={"utm_source": "facebook"},
+            interests=["Cooper"],
             source="https://www.miniusa.com/models",
         ),
-    )  # fmt: skip
+    )
 
     assert first.get_json() == second.get_json() == RECEIVED
     [after] = leads(session)
     assert after.id == before.id
     assert (
-        after.email, after.email_key, after.email_as_typed, after.first_name, after.last_name,
-        after.zip5, after.zip4, after.utm, after.interests, after.source, after.signup_count,
+        after.email,
+        after.email_key,
+        after.email_as_typed,
+        after.first_name,
+        after.last_name,
+        after.zip5,
+        after.zip4,
+        after.utm,
+        after.interests,
+        after.source,
+        after.signup_count,
     ) == (
-        "jane.doe@example.com", "jane.doe@example.com", "jane.doe@example.com", "Janet",
-        "Doe-Smith", "90210", "1234", {"utm_source": "facebook"}, ["Cooper"],
-        "https://www.miniusa.com/models", 2,
-    )  # fmt: skip
+        "jane.doe@example.com",
+        "jane.doe@example.com",
+        "jane.doe@example.com",
+        "Janet",
+        "Doe-Smith",
+        "90210",
+        "1234",
+        {"utm_source": "facebook"},
+        ["Cooper"],
+        "https://www.miniusa.com/models",
+        2,
+    )
     assert after.created_at == before.created_at
     assert after.updated_at >= before.updated_at
     assert [(e.lead_id, e.subject, e.event_type) for e in events(session)] == [
@@ -417,8 +485,10 @@ def test_consent_event_pins_the_text_version_the_form_showed(client, session):
     assert post(client, second_version).status_code == 202
 
     assert [(e.subject, e.text_version) for e in events(session)] == [
-        ("jane.doe@example.com", 1), ("john@example.com", 2), ("ann@example.com", 2),
-    ]  # fmt: skip
+        ("jane.doe@example.com", 1),
+        ("john@example.com", 2),
+        ("ann@example.com", 2),
+    ]
     assert [lead.consent_text_version for lead in leads(session)] == [1, 2, 2]
 
 
@@ -467,23 +537,45 @@ def test_every_bad_field_is_reported_at_once(client, session):
     body = {"first_name": " ", "last_name": "http://x", "email": "jane@", "zip": "00000"}
     response = post(client, body)
     assert_refused(
-        response, session,
-        {"first_name": REQUIRED, "last_name": INVALID_LAST, "email": INVALID_EMAIL,
-         "zip": INVALID_ZIP},
-    )  # fmt: skip
+        response,
+        session,
+        {
+            "first_name": REQUIRED,
+            "last_name": INVALID_LAST,
+            "email": INVALID_EMAIL,
+            "zip": INVALID_ZIP,
+        },
+    )
 
 
 BAD_NAMES = {
     "longer than 50 characters": ["J" * 51, " " + "J" * 51 + " ", "Jo" * 26],
     "control characters": [
-        "Ja\x00ne", "Jane\r", "Jane\n", "\nJane", "Ja\r\nne", "Ja\tne", "Jane\t",
-        "Ja\x1bne", "Ja\x7fne", "Ja\u2028ne", "\u202eenaJ",
+        "Ja\x00ne",
+        "Jane\r",
+        "Jane\n",
+        "\nJane",
+        "Ja\r\nne",
+        "Ja\tne",
+        "Jane\t",
+        "Ja\x1bne",
+        "Ja\x7fne",
+        "Ja\u2028ne",
+        "\u202eenaJ",
     ],
-    "urls": ["http://x", "https://miniusa.com", "www.x", "Visit www.spam", "spam.com",
-             "SPAM.COM", "buy-now.ru", "Jane ftp://x"],
+    "urls": [
+        "http://x",
+        "https://miniusa.com",
+        "www.x",
+        "Visit www.spam",
+        "spam.com",
+        "SPAM.COM",
+        "buy-now.ru",
+        "Jane ftp://x",
+    ],
     "email addresses": ["jane@example", "@jane", "Jane@"],
     "markup": ["<b>Jane</b>", "<script>", "Jane>", "Jane<"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("kind", list(BAD_NAMES))
@@ -500,16 +592,20 @@ BAD_EMAILS = {
     "blank": ["", "   "],
     "no mailbox or no domain": ["jane", "jane@", "@example.com", "jane@@example.com"],
     "domain without a dot or reserved": ["jane@example", "jane@localhost", "jane@example.test"],
-    "dots in the wrong place": ["jane..doe@example.com", ".jane@example.com",
-                                "jane@example.com."],
+    "dots in the wrong place": ["jane..doe@example.com", ".jane@example.com", "jane@example.com."],
     "spaces, quotes, display names, IP literals": [
-        "jane doe@example.com", '"jane"@example.com', "Jane Doe <jane@example.com>",
+        "jane doe@example.com",
+        '"jane"@example.com',
+        "Jane Doe <jane@example.com>",
         "jane@[127.0.0.1]",
     ],
-    "control characters": ["jane\x00@example.com", "jane@example.com\n",
-                           "jane@example.com\r\nBcc: x@example.com"],
+    "control characters": [
+        "jane\x00@example.com",
+        "jane@example.com\n",
+        "jane@example.com\r\nBcc: x@example.com",
+    ],
     "too long": ["jane@" + ".".join(["d" * 60] * 5) + ".com", "j" * 310 + "@example.com"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("kind", list(BAD_EMAILS))
@@ -524,7 +620,7 @@ BAD_ZIPS = {
     "not digits": ["abcde", "1000l", "１０００１", "10001-１２３４"],
     "wrong separator": ["12345--6789", "12345_6789", "12345/6789", "10001 1234 5678"],
     "control characters": ["10001\n", "10001\t", "\x0010001"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("kind", list(BAD_ZIPS))
@@ -557,10 +653,12 @@ def test_unknown_fields_are_refused(client, session):
     cases = [
         ({"phone": "555-0100"}, {"phone": UNKNOWN_FIELD}),
         ({"utm_source": "google"}, {"utm_source": UNKNOWN_FIELD}),
-        ({"consent": True, "Email": "x@example.com"},
-         {"consent": UNKNOWN_FIELD, "Email": UNKNOWN_FIELD}),
+        (
+            {"consent": True, "Email": "x@example.com"},
+            {"consent": UNKNOWN_FIELD, "Email": UNKNOWN_FIELD},
+        ),
         ({"id": 1, "signup_count": 5}, {"id": UNKNOWN_FIELD, "signup_count": UNKNOWN_FIELD}),
-    ]  # fmt: skip
+    ]
     replies = [post(client, {**valid_signup(), **extra}) for extra, _ in cases]
     assert [(r.status_code, r.get_json()) for r in replies] == [
         (422, field_errors(errors)) for _, errors in cases
@@ -573,15 +671,23 @@ def test_unknown_fields_are_refused(client, session):
     [
         ({"utm_id": "123"}, {"utm_id": UNKNOWN_FIELD}),
         ({"utm_source": "google", "gclid": "abc"}, {"gclid": UNKNOWN_FIELD}),
-        ({"utm_source": 5, "utm_medium": ["cpc"]},
-         {"utm_source": "Please enter a valid utm_source.",
-          "utm_medium": "Please enter a valid utm_medium."}),
-        ({"utm_campaign": "x" * 201, "utm_term": "a\nb"},
-         {"utm_campaign": "Please enter a valid utm_campaign.",
-          "utm_term": "Please enter a valid utm_term."}),
+        (
+            {"utm_source": 5, "utm_medium": ["cpc"]},
+            {
+                "utm_source": "Please enter a valid utm_source.",
+                "utm_medium": "Please enter a valid utm_medium.",
+            },
+        ),
+        (
+            {"utm_campaign": "x" * 201, "utm_term": "a\nb"},
+            {
+                "utm_campaign": "Please enter a valid utm_campaign.",
+                "utm_term": "Please enter a valid utm_term.",
+            },
+        ),
     ],
     ids=["unknown-key", "unknown-key-beside-a-known-one", "wrong-types", "too-long-or-control"],
-)  # fmt: skip
+)
 def test_bad_utm_is_refused(client, session, utm, errors):
     response = post(client, valid_signup(utm=utm))
     assert_refused(response, session, {"utm": errors})
@@ -619,8 +725,15 @@ def test_unknown_consent_text_version_is_refused(client, session):
 
 
 def test_source_that_is_neither_a_page_url_nor_a_form_id_is_refused(client, session):
-    values = ["not a url", "javascript:alert(1)", "https://x.example.com/a page", 5,
-              ["https://x"], "https://" + "x" * 2048, "form\nid"]  # fmt: skip
+    values = [
+        "not a url",
+        "javascript:alert(1)",
+        "https://x.example.com/a page",
+        5,
+        ["https://x"],
+        "https://" + "x" * 2048,
+        "form\nid",
+    ]
     assert_all_refused(client, session, "source", values, INVALID_SOURCE)
 
 
@@ -651,8 +764,13 @@ def test_body_that_is_not_json_is_refused_with_415(client, session):
 
 
 def test_malformed_json_is_refused_with_400(client, session):
-    for data in ['{"first_name": "Jane",', "{'first_name': 'Jane'}", "not json", '{"a": 1}}',
-                 b"\xff\xfe\x00"]:  # fmt: skip
+    for data in [
+        '{"first_name": "Jane",',
+        "{'first_name': 'Jane'}",
+        "not json",
+        '{"a": 1}}',
+        b"\xff\xfe\x00",
+    ]:
         response = client.post(URL, data=data, content_type="application/json")
         assert_error_reply(response, 400, "Bad Request")
     assert stored_counts(session) == (0, 0)
@@ -663,8 +781,9 @@ def test_json_that_is_not_an_object_is_refused_with_422(client, session):
     for data in [array, "[]", '"jane@example.com"', "42", "null", "true"]:
         response = client.post(URL, data=data, content_type="application/json")
         assert (response.status_code, response.get_json()) == (
-            422, field_errors({"_schema": NOT_AN_OBJECT}),
-        ), data  # fmt: skip
+            422,
+            field_errors({"_schema": NOT_AN_OBJECT}),
+        ), data
     assert stored_counts(session) == (0, 0)
 
 
@@ -716,22 +835,25 @@ def test_a_pooled_connection_closed_by_a_database_restart_does_not_fail_the_sign
     app, client, database_url
 ):
     """PostgreSQL restarted (or failed over) while the web worker sat idle: every connection it
-    holds (in its pool, and the one each thread keeps for new leads) is dead, and the next signup
-    must not be the one that finds out with a 503."""
+    holds in its pool is dead, and the next signup must not be the one that finds out with a
+    503."""
     engine = db.engine(app)
     engine.dispose()
     assert post(client, valid_signup(email="before@example.com")).status_code == 202
-    with engine.connect() as connection:  # one more in the pool, beside the thread's own
+    with engine.connect() as connection, engine.connect() as another:  # two in the pool
         connection.scalar(sa.text("SELECT 1"))
+        another.scalar(sa.text("SELECT 1"))
     outside = sa.create_engine(database_url)
     try:
         with outside.begin() as connection:
-            killed = connection.scalar(sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND application_name = 'leadsvc'"
-            ))  # fmt: skip
-        assert killed >= 2  # the thread's own and the pooled one
+            killed = connection.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = 'leadsvc'"
+                )
+            )
+        assert killed >= 2  # every pooled connection
         response = post(client, valid_signup(email="after@example.com"))
         assert response.status_code == 202, response.get_json()
         with outside.connect() as connection:

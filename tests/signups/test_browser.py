@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.leads.models import Lead
 from leadsvc.signups.abuse import bot_reason
-from leadsvc.signups.models import Lead
 from tests.conftest import TEST_SECRET_KEY
 
 try:
@@ -209,8 +209,12 @@ def test_js_signup_shows_the_thank_you_inline_without_leaving_the_page(
     posted = dict(sent.post_data_json)
     # The anti-bot fields: the signed render time, and the honeypot a person leaves empty.
     assert posted.pop("website") == ""
-    assert bot_reason(TEST_SECRET_KEY, "", posted.pop("form_token"), min_seconds=0,
-                      token_required=True) is None  # fmt: skip
+    assert (
+        bot_reason(
+            TEST_SECRET_KEY, "", posted.pop("form_token"), min_seconds=0, token_required=True
+        )
+        is None
+    )
     assert posted == {
         "first_name": "Jane",
         "last_name": "Doe",
@@ -235,13 +239,20 @@ def test_js_signup_shows_the_thank_you_inline_without_leaving_the_page(
     session.rollback()
     lead = session.scalars(sa.select(Lead)).one()
     assert (lead.email, lead.zip5, lead.zip4, lead.source, lead.consent_text_version) == (
-        "jane.doe@example.com", "10001", "1234", f"{live_server}/", 1,
-    )  # fmt: skip
+        "jane.doe@example.com",
+        "10001",
+        "1234",
+        f"{live_server}/",
+        1,
+    )
     assert lead.utm == {"utm_source": "newsletter", "utm_campaign": "spring"}
     event = session.scalars(sa.select(ConsentEvent)).one()
     assert (event.lead_id, event.event_type, event.text_version, event.source_url) == (
-        lead.id, "given", 1, f"{live_server}/",
-    )  # fmt: skip
+        lead.id,
+        "given",
+        1,
+        f"{live_server}/",
+    )
     assert "Chrome" in event.user_agent
 
 
@@ -387,8 +398,10 @@ def test_nojs_signup_posts_the_form_and_shows_the_thank_you_page(
     session.rollback()
     lead = session.scalars(sa.select(Lead)).one()
     assert (lead.email, lead.source, lead.utm) == (
-        "jane@gmial.com", f"{live_server}/", {"utm_source": "newsletter"},
-    )  # fmt: skip
+        "jane@gmial.com",
+        f"{live_server}/",
+        {"utm_source": "newsletter"},
+    )
     assert session.scalars(sa.select(ConsentEvent.lead_id)).one() == lead.id
 
 
@@ -427,9 +440,13 @@ def test_nojs_errors_keep_what_was_typed_as_text(nojs_page, live_server, session
 
     expect_field_errors(
         page,
-        {"first_name": "Please enter a valid first name.", "last_name": "", "email": "",
-         "zip": INVALID_ZIP},
-    )  # fmt: skip
+        {
+            "first_name": "Please enter a valid first name.",
+            "last_name": "",
+            "email": "",
+            "zip": INVALID_ZIP,
+        },
+    )
     for name, value in typed.items():
         expect(page.locator(f"#{name}")).to_have_value(value)
     expect(page.locator("script")).to_have_count(1)  # only signup.js

@@ -11,14 +11,14 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from leadsvc.settings import MAX_DNS_TIMEOUT_SECONDS
-from leadsvc.signups.email_address import (
+from leadsvc.leads.email_address import (
     CheckedEmail,
     EmailChecker,
     InvalidEmail,
     _edit_distance,
     suggest_domain,
 )
+from leadsvc.settings import MAX_DNS_TIMEOUT_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -108,12 +108,29 @@ def test_likely_provider_typo_gets_a_suggestion(domain, suggestion):
     "domain",
     [
         # Known providers, however close they are to another one.
-        "mail.com", "gmx.com", "gmx.net", "yahoo.com", "gmail.com", "hotmail.com", "me.com",
-        "mac.com", "aim.com", "aol.com", "live.com", "msn.com", "ymail.com", "proton.me",
+        "mail.com",
+        "gmx.com",
+        "gmx.net",
+        "yahoo.com",
+        "gmail.com",
+        "hotmail.com",
+        "me.com",
+        "mac.com",
+        "aim.com",
+        "aol.com",
+        "live.com",
+        "msn.com",
+        "ymail.com",
+        "proton.me",
         # Ordinary domains nowhere near a big provider.
-        "example.com", "bmwusa.com", "miniusa.com", "bücher.de", "例子.广告", "company.org",
+        "example.com",
+        "bmwusa.com",
+        "miniusa.com",
+        "bücher.de",
+        "例子.广告",
+        "company.org",
     ],
-)  # fmt: skip
+)
 def test_known_provider_or_unrelated_domain_gets_no_suggestion(domain):
     assert suggest_domain(domain) is None
 

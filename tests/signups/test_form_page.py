@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.leads.models import Lead
 from leadsvc.signups.abuse import bot_reason, form_token
-from leadsvc.signups.models import Lead
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import valid_signup
 
@@ -34,8 +34,21 @@ PAGE_URL = "http://localhost/"
 
 # --- a small HTML tree, enough to look at the rendered page as a browser would ---------------
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}  # fmt: skip
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 @dataclass
@@ -57,10 +70,11 @@ class Node:
 
     def find_all(self, tag: str | None = None, **attrs) -> list[Node]:
         return [
-            n for n in self.iter()
+            n
+            for n in self.iter()
             if (tag is None or n.tag == tag)
             and all(n.attrs.get(k.rstrip("_")) == v for k, v in attrs.items())
-        ]  # fmt: skip
+        ]
 
     def by_id(self, element_id: str) -> Node:
         found = self.find_all(id=element_id)
@@ -123,8 +137,12 @@ def hidden_inputs(page: Node, *, with_token: bool = False) -> dict[str, str]:
 
 def form_post(**overrides) -> dict:
     """What the browser posts for the page at PAGE_URL, with the person's typing in it."""
-    data = {**valid_signup(), "consent_text_version": "1", "source": PAGE_URL,
-            "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60)}  # fmt: skip
+    data = {
+        **valid_signup(),
+        "consent_text_version": "1",
+        "source": PAGE_URL,
+        "form_token": form_token(TEST_SECRET_KEY, now=time.time() - 60),
+    }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
@@ -158,8 +176,12 @@ def test_form_page_shows_the_form_and_the_active_consent_notice(client):
     assert page.by_id("email").attrs["type"] == "email"
     assert page.by_id("consent-notice").text() == CONSENT_NOTICE
     hidden = hidden_inputs(page, with_token=True)
-    assert bot_reason(TEST_SECRET_KEY, "", hidden.pop("form_token"), min_seconds=0,
-                      token_required=True) is None  # fmt: skip
+    assert (
+        bot_reason(
+            TEST_SECRET_KEY, "", hidden.pop("form_token"), min_seconds=0, token_required=True
+        )
+        is None
+    )
     assert hidden == {"consent_text_version": "1", "source": PAGE_URL}
     assert page.by_id("form-failure").text() == ""
     assert page.find_all("button", type="submit")[0].text() == "Submit"
@@ -243,15 +265,25 @@ def test_form_post_renders_the_thank_you_page_and_stores_the_lead_and_consent(cl
     assert page.find_all("form") == []
     lead = session.scalars(sa.select(Lead)).one()
     assert (lead.first_name, lead.last_name, lead.email, lead.zip5, lead.zip4) == (
-        "Jane", "Doe", "jane.doe@example.com", "10001", "1234",
-    )  # fmt: skip
+        "Jane",
+        "Doe",
+        "jane.doe@example.com",
+        "10001",
+        "1234",
+    )
     assert (lead.source, lead.utm, lead.consent_status, lead.consent_text_version) == (
-        PAGE_URL, {"utm_source": "newsletter", "utm_medium": "email"}, "given", 1,
-    )  # fmt: skip
+        PAGE_URL,
+        {"utm_source": "newsletter", "utm_medium": "email"},
+        "given",
+        1,
+    )
     event = session.scalars(sa.select(ConsentEvent)).one()
     assert (event.lead_id, event.subject, event.event_type, event.text_version) == (
-        lead.id, "jane.doe@example.com", "given", 1,
-    )  # fmt: skip
+        lead.id,
+        "jane.doe@example.com",
+        "given",
+        1,
+    )
     assert (event.source_url, event.user_agent) == (PAGE_URL, "FormTest/1.0")
     assert event.request_id and response.headers["X-Request-ID"] == event.request_id
 
@@ -333,8 +365,11 @@ def test_blank_spaces_count_as_empty(client, session):
     assert response.status_code == 422
     page = parse(response.text)
     assert [field_error(page, name) for name in FIELDS] == [
-        REQUIRED, REQUIRED, INVALID_EMAIL, INVALID_ZIP,
-    ]  # fmt: skip
+        REQUIRED,
+        REQUIRED,
+        INVALID_EMAIL,
+        INVALID_ZIP,
+    ]
     assert count(session, Lead) == 0
 
 
@@ -423,8 +458,9 @@ def test_a_control_character_in_a_utm_link_does_not_break_the_form(client, sessi
     page = parse(client.get("/?utm_content=spring%0Asale&utm_source=mail").text)
     hidden = hidden_inputs(page)
     assert hidden["utm_content"] == "springsale" and hidden["utm_source"] == "mail"
-    response = client.post("/signup", data=form_post(**{
-        k: v for k, v in hidden.items() if k.startswith("utm_")}))  # fmt: skip
+    response = client.post(
+        "/signup", data=form_post(**{k: v for k, v in hidden.items() if k.startswith("utm_")})
+    )
     assert response.status_code == 200 and "Thank You." in response.text
     stored = session.scalar(sa.select(Lead.utm))
     assert stored == {"utm_content": "springsale", "utm_source": "mail"}

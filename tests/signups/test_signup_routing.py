@@ -7,17 +7,21 @@ from leadsvc.db import utcnow
 from leadsvc.dealers import routing
 from leadsvc.dealers.directory import assign_territories, deactivate_dealer, import_dealers
 from leadsvc.dealers.models import Dealer
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
 
 @pytest.fixture
 def dealer_ids(session, monkeypatch):
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)  # see each rebuild at once
-    report = import_dealers(session, dealer_csv(
-        dealer_line("NY1", "10019"), dealer_line("NJ1", "07030", state="NJ"),
-        dealer_line("LA1", "90036", state="CA"),
-    ))  # fmt: skip
+    report = import_dealers(
+        session,
+        dealer_csv(
+            dealer_line("NY1", "10019"),
+            dealer_line("NJ1", "07030", state="NJ"),
+            dealer_line("LA1", "90036", state="CA"),
+        ),
+    )
     assert report.applied
     return dict(session.execute(sa.select(Dealer.code, Dealer.id)).all())
 
@@ -91,8 +95,10 @@ def test_repeat_signup_reroutes_only_while_unacknowledged(client, session, deale
 
 def test_repeat_signup_without_attribution_keeps_the_earlier_one(client, session):
     utm = {"utm_source": "newsletter", "utm_campaign": "jcw"}
-    client.post("/api/v1/signups", json=valid_signup(utm=utm, source="https://www.miniusa.com/",
-                                                     interests=["Countryman"]))  # fmt: skip
+    client.post(
+        "/api/v1/signups",
+        json=valid_signup(utm=utm, source="https://www.miniusa.com/", interests=["Countryman"]),
+    )
     client.post("/api/v1/signups", json=valid_signup(last_name="Smith"))
     lead = lead_for(session)
     assert (lead.last_name, lead.utm, lead.source, lead.interests) == (

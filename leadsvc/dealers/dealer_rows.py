@@ -1,0 +1,141 @@
+"""One row of the dealer CSV checked and turned into a dealer's column values (the same checks
+for the CSV import, the admin API and the console)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from leadsvc.geo.directory import parse_zip
+from leadsvc.geo.source import STATE_NAMES
+from leadsvc.leads.email_address import EmailChecker, InvalidEmail
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
+_PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
+
+
+def _coordinate(raw: str, low: float, high: float, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} {raw} is out of range")
+    return value
+
+
+def _dealer_code(row: dict[str, str]) -> str:
+    """The row's dealer code in upper case, or ValueError if it is missing or malformed."""
+    code = row.get("code", "").upper()
+    if not code:
+        raise ValueError("missing code")
+    if not _CODE.match(code):
+        raise ValueError(f"code {code!r} must be 2-16 letters, digits, - or _")
+    return code
+
+
+def _check_name_and_address(row: dict[str, str]) -> None:
+    """Raise ValueError if the name, street or city is missing or too long."""
+    for name, limit in (("name", 120), ("street", 200), ("city", 100)):
+        if not row.get(name):
+            raise ValueError(f"missing {name}")
+        if len(row[name]) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
+
+
+def _dealer_state(row: dict[str, str]) -> str:
+    """The row's US state code in upper case, or ValueError if it is not one."""
+    state = row.get("state", "").upper()
+    if state not in STATE_NAMES:
+        raise ValueError(f"state {row.get('state')!r} is not a US state code")
+    return state
+
+
+def _dealer_zip5(row: dict[str, str], centres: dict[str, tuple]) -> str:
+    """The row's five-digit ZIP, or ValueError if it is not a known US ZIP code."""
+    zip_input = parse_zip(row.get("zip", ""))
+    if zip_input is None or zip_input.zip5 not in centres:
+        raise ValueError(f"ZIP {row.get('zip')!r} is not a US ZIP code")
+    return zip_input.zip5
+
+
+def _dealer_phone(row: dict[str, str]) -> str:
+    """The row's phone number, or ValueError if it does not look like one."""
+    phone = row.get("phone", "")
+    if not _PHONE.match(phone) or sum(ch.isdigit() for ch in phone) < 10:
+        raise ValueError(f"phone {phone!r} is not a phone number")
+    return phone
+
+
+def _dealer_lead_email(row: dict[str, str], emails: EmailChecker) -> str:
+    """The row's normalized lead_email, or ValueError if it is not a valid address."""
+    try:
+        return emails.check(row.get("lead_email", "")).normalized
+    except InvalidEmail:
+        raise ValueError(
+            f"lead_email {row.get('lead_email')!r} is not a valid email address"
+        ) from None
+
+
+def _dealer_webhook(row: dict[str, str]) -> tuple[str | None, str | None]:
+    """The row's (webhook_url, webhook_secret), both or neither, or ValueError."""
+    webhook_url = row.get("webhook_url") or None
+    webhook_secret = row.get("webhook_secret") or None
+    if webhook_url:
+        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
+            raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
+        if not webhook_secret or len(webhook_secret) < 16:
+            raise ValueError(
+                "webhook_secret of at least 16 characters is required with webhook_url"
+            )
+    elif webhook_secret:
+        raise ValueError("webhook_secret given without webhook_url")
+    return webhook_url, webhook_secret
+
+
+def _dealer_position(
+    row: dict[str, str], zip5: str, centres: dict[str, tuple]
+) -> tuple[float, float, str]:
+    """(latitude, longitude, coordinates_from): the row's own, else its ZIP's centre."""
+    lat_raw, lon_raw = row.get("latitude", ""), row.get("longitude", "")
+    if bool(lat_raw) != bool(lon_raw):
+        raise ValueError("give both latitude and longitude, or neither")
+    if lat_raw:
+        latitude = _coordinate(lat_raw, -90, 90, "latitude")
+        longitude = _coordinate(lon_raw, -180, 180, "longitude")
+        return latitude, longitude, "explicit"
+    latitude, longitude = centres[zip5]
+    if latitude is None:
+        raise ValueError(f"ZIP {zip5} has no map position: give latitude and longitude")
+    return latitude, longitude, "zip"
+
+
+def validate_dealer(
+    row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker
+) -> dict[str, Any]:
+    """The dealer's column values, or ValueError with the reason."""
+    if "__error__" in row:
+        raise ValueError(row["__error__"])
+    code = _dealer_code(row)
+    _check_name_and_address(row)
+    state = _dealer_state(row)
+    zip5 = _dealer_zip5(row, centres)
+    phone = _dealer_phone(row)
+    lead_email = _dealer_lead_email(row, emails)
+    webhook_url, webhook_secret = _dealer_webhook(row)
+    latitude, longitude, coordinates_from = _dealer_position(row, zip5, centres)
+    return {
+        "code": code,
+        "name": row["name"],
+        "street": row["street"],
+        "city": row["city"],
+        "state": state,
+        "zip5": zip5,
+        "phone": phone,
+        "lead_email": lead_email,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+        "latitude": latitude,
+        "longitude": longitude,
+        "coordinates_from": coordinates_from,
+    }
