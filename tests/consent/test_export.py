@@ -16,7 +16,7 @@ from leadsvc.dealers.directory import import_dealers
 from leadsvc.dealers.formats import spreadsheet_safe
 from leadsvc.dealers.models import Dealer
 from leadsvc.extensions import db
-from leadsvc.signups.models import Lead
+from leadsvc.leads.models import Lead
 from tests.factories import dealer_csv, dealer_line, valid_signup
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -123,6 +123,33 @@ def test_postgresql_jsonl_lines_are_those_of_json_build_object(app, session, eve
     assert body.decode("utf-8").split("\n")[:-1] == wanted
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_csv_is_that_of_copy_csv_with_every_text_field_quoted(app, session, events):
+    body, _ = run_export(app, "csv")
+    # Formula starts neutralised, then PostgreSQL's own CSV writer, every text field quoted.
+    starts = "'=', '+', '-', '@', E'\\t', E'\\r'"
+    safe = f"CASE WHEN left({{0}}, 1) IN ({starts}) THEN '''' || {{0}} ELSE {{0}} END"
+    sources = {
+        c: safe.format(s) if c in export._TEXT_COLUMNS else s for c, s in export._SOURCES.items()
+    }
+    columns = ", ".join(f"{sources[c]} AS {c}" for c in export.COLUMNS)
+    quoted = ", ".join(
+        c for c in export.COLUMNS if c not in ("event_id", "occurred_at", "text_version")
+    )
+    window = export._FROM.format(
+        start=f"'{T0.isoformat()}'", end=f"'{(T0 + timedelta(days=1)).isoformat()}'"
+    )
+    sql = (
+        f"COPY (SELECT {columns} {window}) TO STDOUT "
+        f"(FORMAT csv, HEADER true, FORCE_QUOTE ({quoted}))"
+    )
+    with session.connection().connection.driver_connection.cursor() as cursor:
+        with cursor.copy(sql) as copy:
+            wanted = b"".join(bytes(data) for data in copy)
+    assert body.count(b"\n") == len(events) + 1
+    assert body == wanted
+
+
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_export_across_many_blocks_is_the_range_once_each_in_order(
     app, session, events, monkeypatch, fmt
@@ -165,7 +192,6 @@ def test_export_of_an_empty_range(app, events):
 
 def test_an_export_stopped_early_gives_its_connections_back(app, session, events, monkeypatch):
     monkeypatch.setattr(export, "BLOCK_EVENTS", 1)
-    monkeypatch.setattr(export, "_BLOCKS_AHEAD", 1)  # readers left waiting to hand on a block
     engine = db.engine(app)
     held = engine.pool.checkedout()  # the test session's
     chunks = export.stream_export(engine, "jsonl", T0, T0 + timedelta(days=1), "test")
@@ -174,3 +200,47 @@ def test_an_export_stopped_early_gives_its_connections_back(app, session, events
     assert engine.pool.checkedout() == held
     audit = session.scalars(sa.select(ExportAudit).order_by(ExportAudit.id.desc())).first()
     assert audit.finished_at is None
+
+
+def running_copies(session) -> int:
+    """Backends of this database running a COPY now (read in a transaction of its own, since
+    PostgreSQL keeps one view of pg_stat_activity per transaction)."""
+    session.rollback()
+    count = session.scalar(
+        sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'active' AND query LIKE 'COPY (%'"
+        )
+    )
+    session.rollback()
+    return count
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_an_export_stopped_mid_copy_cancels_it(app, session, events, fmt):
+    # About 25 MB of lines, far more than the sockets hold: both COPYs are still running, their
+    # backends waiting to send, when the consumer goes away.
+    session.execute(
+        sa.text(
+            "INSERT INTO consent_events (lead_id, subject, event_type, text_version, occurred_at,"
+            " user_agent, source_url) "
+            "SELECT NULL, 'bulk' || n || '@example.com', 'given', 1, :at, repeat('a', 500),"
+            " 'https://example.com/' || repeat('b', 1500) FROM generate_series(1, 10000) AS n"
+        ),
+        {"at": T0 + timedelta(seconds=30)},
+    )
+    session.commit()
+    engine = db.engine(app)
+    held = engine.pool.checkedout()
+    chunks = export.stream_export(engine, fmt, T0, T0 + timedelta(days=1), "test")
+    first = b"".join(next(chunks) for _ in range(2 if fmt == "csv" else 1))
+    assert str(events[0]).encode() in first
+    assert running_copies(session) == export.PG_STREAMS
+    chunks.close()
+    assert running_copies(session) == 0
+    assert engine.pool.checkedout() == held
+    # The connections went back to the pool fit for the next export.
+    body, rows = run_export(app, fmt)
+    assert rows == len(events) + 10000
+    assert body.count(b"\n") == rows + (1 if fmt == "csv" else 0)
