@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from leadsvc.dealers.leads import WITHHELD_STATES
@@ -22,6 +23,9 @@ PROVIDER_SERVICE = "Newsletter signup"
 #: Characters XML 1.0 cannot carry at all (C0 controls but tab and line breaks, surrogates, FFFE/F):
 #: ElementTree writes them as they are, which would make the whole page unparseable.
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+#: The ADF 1.0 document type the documents validate against (shipped with the package).
+ADF_DTD = Path(__file__).with_name("schema") / "adf-1.0.dtd"
 
 
 def _text(parent: ET.Element, tag: str, text: str | None = None, **attributes) -> ET.Element:

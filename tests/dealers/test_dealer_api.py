@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
+from leadsvc.dealers.adf import ADF_DTD
 from leadsvc.dealers.formats import CSV_COLUMNS
 from leadsvc.dealers.models import Dealer
 from leadsvc.leads.models import Lead
@@ -33,7 +34,6 @@ from tests.dealers.conftest import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-ADF_DTD = REPO.parent / "shared" / "adf" / "adf-1.0.dtd"
 FIELDS = {
     "id",
     "first_name",

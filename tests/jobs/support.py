@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from lxml import etree
 
+from leadsvc.dealers.adf import ADF_DTD
 from leadsvc.dealers.directory import import_dealers
 from leadsvc.dealers.models import Dealer
 from leadsvc.jobs.drainer import OutboxDrainer
@@ -23,8 +24,6 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.factories import dealer_csv, dealer_line
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The ADF 1.0 DTD lives in ../shared/adf beside the repository (CI checks it out there too).
-ADF_DTD = ROOT.parent / "shared" / "adf" / "adf-1.0.dtd"
 LEADSVC = shutil.which("leadsvc") or str(Path(sys.executable).parent / "leadsvc")
 PUBLIC_BASE_URL = "https://stay.example.com"
 WEBHOOK_SECRET = "dealer-webhook-secret-0123456789"
