@@ -1,0 +1,1 @@
+"""Dealer follow-up: response targets in business hours, reminders, moves, figures."""
