@@ -6,7 +6,7 @@ from flask import Flask
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from leadsvc import edge, input_bounds, jobs, outbound, request_context
+from leadsvc import console, edge, followup, input_bounds, jobs, outbound, request_context
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
 from leadsvc.leads.email_address import EmailChecker
@@ -78,6 +78,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     input_bounds.init_app(app)
     edge.init_app(app)
     metrics.init_app(app)
+    followup.init_app(app)
+    console.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -96,10 +98,13 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(dealer_blp)
     api.register_blueprint(admin_blp)
     api.register_blueprint(consent_blp)
+    for blueprint in followup.blueprints():
+        api.register_blueprint(blueprint)
     app.register_blueprint(pages)
     app.register_blueprint(outbound_pages)
     app.register_blueprint(health.blp)
     app.register_blueprint(metrics.blp)
+    app.register_blueprint(console.blueprint())
 
 
 def register_commands(app: Flask) -> None:

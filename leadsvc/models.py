@@ -10,6 +10,7 @@ from leadsvc.consent.models import (
 )
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
+from leadsvc.deliverability.models import BounceEvent
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
@@ -17,6 +18,7 @@ from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 __all__ = [
     "ApiKey",
     "Base",
+    "BounceEvent",
     "ConsentEvent",
     "ConsentSeal",
     "ConsentText",

@@ -6,6 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from leadsvc.auth.keys import ROLES, create_key, list_keys, revoke_key
+from leadsvc.auth.user_commands import users_group
 from leadsvc.extensions import db
 
 
@@ -61,4 +62,4 @@ def revoke_command(prefix: str) -> None:
     click.echo(f"{key.prefix} revoked")
 
 
-COMMANDS = (keys_group,)
+COMMANDS = (keys_group, users_group)

@@ -1,0 +1,54 @@
+"""Charts as SVG images (pygal, offline: no script, no CDN), drawn from the overview's figures."""
+
+from __future__ import annotations
+
+import pygal
+from pygal.style import Style
+
+BRAND = Style(
+    background="#ffffff",
+    plot_background="#ffffff",
+    foreground="#111111",
+    foreground_strong="#111111",
+    foreground_subtle="#555555",
+    colors=("#111111", "#1c69d4", "#b00020", "#2e7d32", "#8a8a8a", "#f0a500"),
+    font_family="Helvetica Neue, Arial, sans-serif",
+)
+
+
+def _config(**extra):
+    # js=[]: pygal would otherwise link its tooltip script from a CDN.
+    return {
+        "style": BRAND,
+        "js": [],
+        "width": 900,
+        "height": 360,
+        "legend_at_bottom": True,
+        "show_minor_x_labels": False,
+        **extra,
+    }
+
+
+def signups_chart(rows, days: int) -> bytes:
+    """Stacked bars: new people and repeat signups per day."""
+    chart = pygal.StackedBar(**_config(x_label_rotation=0, title=f"Signups, last {days} days"))
+    chart.x_labels = [day.strftime("%b %d") for day, _, _ in rows]
+    chart.x_labels_major = chart.x_labels[:: max(len(rows) // 6, 1)]
+    chart.add("New", [new for _, new, _ in rows])
+    chart.add("Repeat", [repeat for _, _, repeat in rows])
+    return chart.render()
+
+
+def bars_chart(title: str, rows: list[tuple[str, int]]) -> bytes:
+    """Horizontal bars, one per label."""
+    chart = pygal.HorizontalBar(**_config(title=title, show_legend=False))
+    chart.x_labels = [label for label, _ in rows]
+    chart.add(title, [count for _, count in rows])
+    return chart.render()
+
+
+def pie_chart(title: str, rows: list[tuple[str, int]]) -> bytes:
+    chart = pygal.Pie(**_config(title=title, inner_radius=0.45))
+    for label, count in rows:
+        chart.add(label, count)
+    return chart.render()
