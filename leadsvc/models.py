@@ -10,6 +10,7 @@ from leadsvc.consent.models import (
 )
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
+from leadsvc.followup.models import FollowUp, Holiday
 from leadsvc.deliverability.models import BounceEvent
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
@@ -25,6 +26,8 @@ __all__ = [
     "Dealer",
     "ErasedSubject",
     "ExportAudit",
+    "FollowUp",
+    "Holiday",
     "Lead",
     "LeadMove",
     "OutboxAttempt",

@@ -235,6 +235,14 @@ class Settings:
     site_origins: tuple[str, ...] = ()
     metrics_token: str | None = None
     retention_days: int = 730
+    #: Dealer follow-up: the default response target in (business) hours, whether it counts
+    #: business hours only, how far and how often an overdue lead is offered on, and how far
+    #: a lead may be routed at all (None: no limit).
+    lead_response_hours: float = 24.0
+    business_hours: bool = True
+    reassign_max_km: float = 80.0
+    reassign_max_times: int = 2
+    route_max_km: float | None = None
 
     @property
     def zip_data_dir(self) -> Path:
@@ -304,7 +312,22 @@ class Settings:
             site_origins=_origins(env, "SITE_ORIGINS"),
             metrics_token=_optional(env, "METRICS_TOKEN"),
             retention_days=int(_number(env, "RETENTION_DAYS", 730, 1, 36_500)),
+            **_follow_up(env),
         )
+
+
+def _follow_up(env: Mapping[str, str]) -> dict:
+    """LEAD_RESPONSE_HOURS, BUSINESS_HOURS, REASSIGN_MAX_KM, REASSIGN_MAX_TIMES, ROUTE_MAX_KM."""
+    route_max_km = _optional(env, "ROUTE_MAX_KM")
+    return {
+        "lead_response_hours": _number(env, "LEAD_RESPONSE_HOURS", 24.0, 0.01, 8760),
+        "business_hours": _flag(env, "BUSINESS_HOURS", True),
+        "reassign_max_km": _number(env, "REASSIGN_MAX_KM", 80.0, 0, 20_000),
+        "reassign_max_times": int(_number(env, "REASSIGN_MAX_TIMES", 2, 0, 20)),
+        "route_max_km": (
+            None if route_max_km is None else _number(env, "ROUTE_MAX_KM", 0, 1, 20_000)
+        ),
+    }
 
 
 def _instance_path(env: Mapping[str, str]) -> Path:

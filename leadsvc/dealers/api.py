@@ -140,7 +140,11 @@ class DealerLeads(MethodView):
         )
         next_cursor = pager.encode(page.next_position, scope) if page.next_position else None
         if chosen == "json":
-            return {"leads": page.leads, "next_cursor": next_cursor}
+            reply = {"leads": page.leads, "next_cursor": next_cursor}
+            figures = current_app.extensions.get("leadsvc.dealer_feed_figures")
+            if figures is not None:  # lent by leadsvc.followup
+                reply["follow_up"] = figures(db.session, principal.dealer_id)
+            return reply
         if chosen == "csv":
             response = Response(leads_csv(page.leads), mimetype=MEDIA_TYPES["csv"])
         else:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from leadsvc.dealers.opening_hours import parse_opening_hours
 from leadsvc.geo.directory import parse_zip
 from leadsvc.geo.source import STATE_NAMES
 from leadsvc.leads.email_address import EmailChecker, InvalidEmail
@@ -110,6 +112,32 @@ def _dealer_position(
     return latitude, longitude, "zip"
 
 
+def _follow_up_columns(row: dict[str, str]) -> dict[str, Any]:
+    """response_hours, opening_hours and time_zone (each None when left empty), or ValueError."""
+    hours_raw = str(row.get("response_hours") or "").strip()
+    response_hours = None
+    if hours_raw:
+        response_hours = _coordinate(hours_raw, 0.01, 8760, "response_hours")
+    opening_hours = str(row.get("opening_hours") or "").strip() or None
+    if opening_hours is not None:
+        if len(opening_hours) > 200:
+            raise ValueError("opening_hours is longer than 200 characters")
+        parse_opening_hours(opening_hours)
+    time_zone = str(row.get("time_zone") or "").strip() or None
+    if time_zone is not None:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"time_zone {time_zone!r} is not an IANA zone such as America/Chicago"
+            ) from None
+    return {
+        "response_hours": response_hours,
+        "opening_hours": opening_hours,
+        "time_zone": time_zone,
+    }
+
+
 def validate_dealer(
     row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker
 ) -> dict[str, Any]:
@@ -138,4 +166,5 @@ def validate_dealer(
         "latitude": latitude,
         "longitude": longitude,
         "coordinates_from": coordinates_from,
+        **_follow_up_columns(row),
     }

@@ -36,9 +36,15 @@ DEALER_COLUMNS = (
     "webhook_secret",
     "latitude",
     "longitude",
+    "response_hours",
+    "opening_hours",
+    "time_zone",
 )
 REQUIRED_DEALER_COLUMNS = DEALER_COLUMNS[:8]
 TERRITORY_COLUMNS = ("zip", "dealer_code")
+#: Optional territory column: yes when the ZIP's overdue leads move on (see leadsvc.followup).
+TERRITORY_OPTIONAL = ("reassign_overdue",)
+_YES, _NO = ("yes", "true", "1", "y"), ("no", "false", "0", "n", "")
 #: Fields compared to tell "updated" from "unchanged".
 _DEALER_FIELDS = (
     "name",
@@ -53,6 +59,9 @@ _DEALER_FIELDS = (
     "latitude",
     "longitude",
     "coordinates_from",
+    "response_hours",
+    "opening_hours",
+    "time_zone",
 )
 
 Progress = Callable[[int], None]
@@ -207,7 +216,7 @@ def assign_territories(
     session: Session, text: str, *, partial: bool = False, progress: Progress | None = None
 ) -> ImportReport:
     """Assign ZIPs to dealers from CSV (`zip,dealer_code`); a new assignment replaces the old."""
-    rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS))
+    rows = list(_read_csv(text, TERRITORY_COLUMNS, TERRITORY_COLUMNS + TERRITORY_OPTIONAL))
     return assign_territory_rows(session, rows, partial=partial, progress=progress)
 
 
@@ -238,30 +247,39 @@ def assign_territory_rows(
             reason = f"no dealer with code {code}"
         elif zip_input.zip5 in first_line:
             reason = f"duplicate ZIP {zip_input.zip5} (first on line {first_line[zip_input.zip5]})"
+        elif str(row.get("reassign_overdue", "")).strip().lower() not in _YES + _NO:
+            reason = "reassign_overdue must be yes or no"
         if reason:
             report.rows.append(RowOutcome(line, key, "rejected", reason))
         else:
             first_line[zip_input.zip5] = line
             outcome = RowOutcome(line, f"{zip_input.zip5} -> {code}", "pending")
             report.rows.append(outcome)
-            valid.append((outcome, zip_input.zip5, dealers[code]))
+            moves_on = str(row.get("reassign_overdue", "")).strip().lower() in _YES
+            valid.append((outcome, zip_input.zip5, dealers[code], moves_on))
         if progress:
             progress(1)
     if report.rejected and not partial:
-        for outcome, _, _ in valid:
+        for outcome, *_ in valid:
             outcome.action = "not applied"
         session.rollback()
         return report
-    current = dict(
-        session.execute(
-            sa.select(Territory.zip5, Territory.dealer_id).where(Territory.zip5.in_(first_line))
-        ).all()
-    )
-    for outcome, zip5, dealer_id in valid:
-        if current.get(zip5) == dealer_id:
+    current = {
+        zip5: (dealer_id, moves_on)
+        for zip5, dealer_id, moves_on in session.execute(
+            sa.select(Territory.zip5, Territory.dealer_id, Territory.reassign_overdue).where(
+                Territory.zip5.in_(first_line)
+            )
+        )
+    }
+    for outcome, zip5, dealer_id, moves_on in valid:
+        if current.get(zip5) == (dealer_id, moves_on):
             outcome.action = "unchanged"
             continue
-        session.merge(Territory(zip5=zip5, dealer_id=dealer_id, assigned_at=utcnow()))
+        territory = Territory(
+            zip5=zip5, dealer_id=dealer_id, assigned_at=utcnow(), reassign_overdue=moves_on
+        )
+        session.merge(territory)
         outcome.action = "assigned"
     if report.count("assigned"):
         session.flush()

@@ -30,6 +30,12 @@ class Dealer(Base):
     #: "zip" when the coordinates are the ZIP's centre, "explicit" when given in the import.
     coordinates_from: Mapped[str] = mapped_column(sa.String(8))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    #: Follow-up: hours to answer a lead (None: LEAD_RESPONSE_HOURS), opening hours such as
+    #: "mon-fri 09:00-18:00; sat 09:00-17:00" (None: the default), IANA time zone (None: from
+    #: the state and longitude). See leadsvc.followup.
+    response_hours: Mapped[float | None] = mapped_column(sa.Float)
+    opening_hours: Mapped[str | None] = mapped_column(sa.String(200))
+    time_zone: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -42,6 +48,11 @@ class Territory(Base):
     zip5: Mapped[str] = mapped_column(sa.String(5), primary_key=True)
     dealer_id: Mapped[int] = mapped_column(sa.ForeignKey("dealers.id"), index=True)
     assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Whether this ZIP's leads move on when its dealer misses the response target (by default
+    #: a territory's leads are only reminded).
+    reassign_overdue: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
 
 
 class RoutingVersion(Base):
@@ -71,7 +82,8 @@ class ZipRoute(Base):
 
 
 class LeadMove(Base):
-    """A lead moved between dealers (a deactivation re-routed it, or an admin reassigned it)."""
+    """A lead moved between dealers: `reason` is dealer_deactivated, admin_reassigned, or
+    response_overdue (its dealer missed the response target)."""
 
     __tablename__ = "lead_moves"
 

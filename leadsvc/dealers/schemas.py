@@ -52,6 +52,13 @@ class DealerLeadSchema(Schema):
 class FeedSchema(Schema):
     leads = fields.List(fields.Nested(DealerLeadSchema))
     next_cursor = fields.String(allow_none=True)
+    follow_up = fields.Dict(
+        metadata={
+            "description": "The dealer's follow-up figures: received, answered, "
+            "answered_within_target, median_answer_hours and p90_answer_hours (business hours), "
+            "reminded, moved_away, received_by_reassignment"
+        }
+    )
 
 
 class AckSchema(Schema):
@@ -92,6 +99,9 @@ class DealerSchema(Schema):
     longitude = fields.Float()
     coordinates_from = fields.String()
     active = fields.Boolean()
+    response_hours = fields.Float(allow_none=True, metadata={"description": "null: the default"})
+    opening_hours = fields.String(allow_none=True, metadata={"description": "null: the default"})
+    time_zone = fields.String(allow_none=True, metadata={"description": "null: from the state"})
 
     def _has_secret(self, dealer) -> bool:
         return bool(dealer.webhook_secret)
@@ -115,6 +125,17 @@ class DealerUpsertSchema(Schema):
     webhook_secret = PlainText(load_default="", load_only=True)
     latitude = fields.Float(load_default=None, allow_none=True)
     longitude = fields.Float(load_default=None, allow_none=True)
+    response_hours = fields.Float(
+        load_default=None, allow_none=True, metadata={"description": "Hours to answer a lead"}
+    )
+    opening_hours = PlainText(
+        load_default="",
+        max_length=200,
+        metadata={"description": "e.g. mon-fri 09:00-18:00; sat 09:00-17:00"},
+    )
+    time_zone = PlainText(
+        load_default="", max_length=64, metadata={"description": "IANA zone, e.g. America/Chicago"}
+    )
 
 
 class RowOutcomeSchema(Schema):
@@ -133,6 +154,10 @@ class ImportReplySchema(Schema):
 class TerritorySchema(Schema):
     zip = PlainText(required=True, max_length=10)
     dealer_code = PlainText(required=True, max_length=16)
+    reassign_overdue = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Move this ZIP's leads on when the dealer misses its target"},
+    )
 
 
 class TerritoriesSchema(Schema):

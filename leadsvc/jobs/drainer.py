@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.consent.chain import seal_for_app
 from leadsvc.extensions import db
+from leadsvc.followup.service import follow_up_for_app
 from leadsvc.jobs.tasks import IN_PROCESS, run_delivery
 from leadsvc.ops.logs import describe_error
 from leadsvc.outbox.messages import NEW_ROWS_KEY, due_waiting, reclaim_expired
@@ -66,6 +67,7 @@ class OutboxDrainer:
         with db.sessionmaker(self.app)() as session:
             reclaim_expired(session, settings.max_attempts)
         seal_for_app(self.app)  # consent events into the hash chain
+        follow_up_for_app(self.app)  # reminders and moves of unanswered leads
         tried, after_id = 0, 0
         while not self._stop.is_set():
             with db.sessionmaker(self.app)() as session:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from leadsvc.consent.chain import seal_for_app
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
+from leadsvc.followup.service import follow_up_for_app
 from leadsvc.jobs.queue import enqueue_rows, outbound_queues
 from leadsvc.ops.logs import describe_error
 from leadsvc.outbox.messages import (
@@ -101,6 +102,7 @@ class Relay:
         with self.sessions() as session:
             report.reclaimed = len(reclaim_expired(session, self.settings.max_attempts))
         report.sealed = seal_for_app(self.app).events
+        follow_up_for_app(self.app)  # reminders and moves of unanswered leads
         report.enqueued = self.dispatch()
         report.swept, report.given_up = self.sweep()
         report.enqueued += self.dispatch()  # what the sweep put back

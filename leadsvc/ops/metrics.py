@@ -150,6 +150,9 @@ def metrics():
     else:
         text = generate_latest()
     text += generate_latest(OutboxCollector(current_app._get_current_object()))
+    # Collectors other packages lend (leadsvc.followup's per-dealer figures).
+    for collector in current_app.extensions.get("leadsvc.metrics_collectors", ()):
+        text += generate_latest(collector)
     return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
 

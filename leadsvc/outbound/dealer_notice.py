@@ -38,6 +38,8 @@ from leadsvc.outbox.kinds import DeliveryError
 
 WEBHOOK_EVENT = "lead.created"
 ERASURE_EVENT = "lead.erased"
+REMINDER_EVENT = "lead.reminder"
+MOVED_EVENT = "lead.reassigned"
 USER_AGENT = "leadsvc-webhook/1"
 
 
@@ -115,6 +117,69 @@ def erasure_webhook_body(*, outbox_id: int, lead, dealer) -> bytes:
         "lead": {"id": lead.id, "consent": "erased"},
     }
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _dealer_email(settings, *, outbox_id: int, kind: str, dealer, subject: str, text: str):
+    message = new_message()
+    message["From"] = settings.mail_from
+    message["To"] = Address(display_name=dealer.name, addr_spec=dealer.lead_email)
+    message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = message_id(settings, outbox_id, kind)
+    message.set_content(text, subtype="plain", charset="utf-8")
+    return message
+
+
+def reminder_email(settings, *, outbox_id: int, lead, dealer, target_hours: float) -> EmailMessage:
+    """The reminder to `dealer`: half of its response target for lead N has passed."""
+    unit = "business hours" if settings.business_hours else "hours"
+    return _dealer_email(
+        settings,
+        outbox_id=outbox_id,
+        kind="dealer_reminder_email",
+        dealer=dealer,
+        subject=f"Reminder: lead {lead.id} from MINI USA Stay In the Loop is waiting",
+        text=(
+            f"Lead {lead.id}, sent to {dealer.name}, has not been answered yet: half of your "
+            f"response target of {target_hours:g} {unit} has passed.\n\n"
+            f"Please contact the person and mark the lead answered (acknowledge it through the "
+            f"dealer lead API, or POST /api/v1/dealer/leads/{lead.id}/answer). If the target "
+            "passes without an answer, the lead may be offered to another MINI dealer.\n"
+        ),
+    )
+
+
+def moved_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage:
+    """The notice to `dealer` that lead N went to another dealer at its response target."""
+    return _dealer_email(
+        settings,
+        outbox_id=outbox_id,
+        kind="dealer_moved_email",
+        dealer=dealer,
+        subject=f"Lead {lead.id} from MINI USA Stay In the Loop has been reassigned",
+        text=(
+            f"Lead {lead.id} was not answered within {dealer.name}'s response target, so it "
+            "has been offered to another MINI dealer. It no longer appears in your lead feed; "
+            "please do not contact the person on the basis of this lead.\n"
+        ),
+    )
+
+
+def follow_up_webhook_body(*, event: str, outbox_id: int, lead, dealer, **extra) -> bytes:
+    """The JSON of a `lead.reminder` (the lead as the dealer API shows it, and the target) or
+    `lead.reassigned` event (the lead's id only: it is no longer this dealer's)."""
+    if event == REMINDER_EVENT:
+        shown = {key: _json_value(value) for key, value in lead_record(lead).items()}
+    else:
+        shown = {"id": lead.id}
+    document = {
+        "event": event,
+        "delivery": f"outbox-{outbox_id}",
+        "dealer": {"code": dealer.code, "name": dealer.name},
+        "lead": shown,
+        **extra,
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def post_webhook(

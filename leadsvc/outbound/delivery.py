@@ -18,11 +18,16 @@ from leadsvc.dealers.models import Dealer
 from leadsvc.leads.models import Lead
 from leadsvc.outbound.dealer_notice import (
     ERASURE_EVENT,
+    MOVED_EVENT,
+    REMINDER_EVENT,
     WEBHOOK_EVENT,
     adf_email,
     erasure_email,
     erasure_webhook_body,
+    follow_up_webhook_body,
+    moved_email,
     post_webhook,
+    reminder_email,
     webhook_body,
 )
 from leadsvc.outbound.mail import mail_transport
@@ -45,8 +50,14 @@ from leadsvc.outbox.messages import (
     DEALER_ERASURE_EMAIL,
     DEALER_ERASURE_WEBHOOK,
     DEALER_KINDS,
+    DEALER_MOVED_EMAIL,
+    DEALER_MOVED_WEBHOOK,
+    DEALER_REMINDER_EMAIL,
+    DEALER_REMINDER_WEBHOOK,
     DEALER_WEBHOOK,
     ERASURE_KINDS,
+    MOVED_KINDS,
+    REMINDER_KINDS,
     WELCOME_EMAIL,
 )
 
@@ -76,14 +87,16 @@ def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | No
     """Why the message must not go out now, or None if it may."""
     if lead is None:
         return "the lead no longer exists"
-    if kind in ERASURE_KINDS:
-        return None  # a deletion notice goes out whatever the lead's state
+    if kind in ERASURE_KINDS or kind in MOVED_KINDS:
+        return None  # a deletion or move notice goes out whatever the lead's state
     if not may_send(kind, lead.consent_status):
         if lead.consent_status == "withdrawn":
             return "suppressed: the person unsubscribed"
         return f"not sent to a lead whose consent is {lead.consent_status}"
-    if kind in DEALER_KINDS and lead.dealer_id != dealer_id:
+    if kind in (*DEALER_KINDS, *REMINDER_KINDS) and lead.dealer_id != dealer_id:
         return "the lead moved to another dealer"
+    if kind in REMINDER_KINDS and lead.acknowledged_at is not None:
+        return "the dealer acknowledged the lead"
     return None
 
 
@@ -152,6 +165,39 @@ def _erasure_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webho
     return Webhook(url, secret, body, ERASURE_EVENT)
 
 
+def _target_hours(settings, dealer: Dealer) -> float:
+    return dealer.response_hours or settings.lead_response_hours
+
+
+def _reminder(settings, row: RowRef, lead: Lead, dealer: Dealer):
+    target = _target_hours(settings, dealer)
+    return reminder_email(settings, outbox_id=row.id, lead=lead, dealer=dealer, target_hours=target)
+
+
+def _moved(settings, row: RowRef, lead: Lead, dealer: Dealer):
+    return moved_email(settings, outbox_id=row.id, lead=lead, dealer=dealer)
+
+
+def _reminder_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook:
+    url, secret = _webhook_of(dealer)
+    body = follow_up_webhook_body(
+        event=REMINDER_EVENT,
+        outbox_id=row.id,
+        lead=lead,
+        dealer=dealer,
+        response_target_hours=_target_hours(settings, dealer),
+    )
+    return Webhook(url, secret, body, REMINDER_EVENT)
+
+
+def _moved_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook:
+    url, secret = _webhook_of(dealer)
+    body = follow_up_webhook_body(
+        event=MOVED_EVENT, outbox_id=row.id, lead=lead, dealer=dealer, reason="response_overdue"
+    )
+    return Webhook(url, secret, body, MOVED_EVENT)
+
+
 def send_email(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
     """Hand the email to SMTP (or the mail folder). Raises `DeliveryError` (not sent) or
     `UncertainDelivery` (it may have arrived)."""
@@ -180,11 +226,15 @@ def register_senders() -> None:
         (CONFIRM_EMAIL, _person, False),
         (DEALER_EMAIL, _adf, True),
         (DEALER_ERASURE_EMAIL, _erasure, True),
+        (DEALER_REMINDER_EMAIL, _reminder, True),
+        (DEALER_MOVED_EMAIL, _moved, True),
     ):
         register(Kind(name, EMAIL_CHANNEL, _preparer(build, needs_dealer=needs_dealer), send_email))
     for name, build in (
         (DEALER_WEBHOOK, _lead_webhook),
         (DEALER_ERASURE_WEBHOOK, _erasure_webhook),
+        (DEALER_REMINDER_WEBHOOK, _reminder_webhook),
+        (DEALER_MOVED_WEBHOOK, _moved_webhook),
     ):
         register(
             Kind(

@@ -5,12 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadsvc.followup.hours import (
-    DEFAULT_OPENING_HOURS,
-    Calendar,
-    Holidays,
-    parse_opening_hours,
-)
+from leadsvc.dealers.opening_hours import DEFAULT_OPENING_HOURS, parse_opening_hours
+from leadsvc.followup.hours import Calendar, Holidays
 from leadsvc.followup.zones import checked_zone, derived_zone
 
 NEW_YORK, CHICAGO = ZoneInfo("America/New_York"), ZoneInfo("America/Chicago")

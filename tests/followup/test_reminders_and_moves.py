@@ -1,0 +1,153 @@
+"""Reminders at half the target and moves at the target, with the clock moved by hand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from leadsvc.dealers.directory import assign_territory_rows
+from leadsvc.dealers.models import LeadMove
+from leadsvc.followup.models import FollowUp
+from leadsvc.outbound.tokens import link_tokens
+from tests.followup.conftest import DUE, REMIND, START, lead_of, notices, run_at, sign_up
+
+FOLLOW_UP_KINDS = {
+    "dealer_reminder_email",
+    "dealer_reminder_webhook",
+    "dealer_moved_email",
+    "dealer_moved_webhook",
+}
+
+
+def follow_up_notices(session, lead_id):
+    return [notice for notice in notices(session, lead_id) if notice[0] in FOLLOW_UP_KINDS]
+
+
+def moves(session, lead_id):
+    session.rollback()
+    return session.execute(
+        sa.select(LeadMove.from_dealer_id, LeadMove.to_dealer_id, LeadMove.reason).where(
+            LeadMove.lead_id == lead_id
+        )
+    ).all()
+
+
+def test_the_reminder_goes_once_at_half_the_target_in_business_hours(
+    app, client, session, dealers, clock
+):
+    lead_id = sign_up(client, session, "ann@example.com")
+    run_at(app, clock, START)
+    run_at(app, clock, REMIND - timedelta(minutes=1))
+    assert follow_up_notices(session, lead_id) == []
+    run_at(app, clock, REMIND)
+    run_at(app, clock, REMIND + timedelta(hours=1))
+    assert follow_up_notices(session, lead_id) == [("dealer_reminder_email", "NYA")]
+
+
+def test_at_the_target_the_lead_moves_to_the_next_dealer_and_both_are_told(
+    app, client, session, dealers, keys, clock
+):
+    lead_id = sign_up(client, session, "bob@example.com")
+    run_at(app, clock, START)
+    run_at(app, clock, REMIND)
+    run_at(app, clock, DUE - timedelta(seconds=1))
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+    run_at(app, clock, DUE)
+    lead = lead_of(session, lead_id)
+    assert (lead.dealer_id, lead.routing_reason) == (dealers["NYB"], "reassigned")
+    assert moves(session, lead_id) == [(dealers["NYA"], dealers["NYB"], "response_overdue")]
+    assert notices(session, lead_id)[-2:] == [
+        ("dealer_moved_email", "NYA"),
+        ("dealer_email", "NYB"),
+    ]
+    old_feed = client.get("/api/v1/dealer/leads", headers=keys["NYA"]).get_json()["leads"]
+    new_feed = client.get("/api/v1/dealer/leads", headers=keys["NYB"]).get_json()["leads"]
+    assert lead_id not in [row["id"] for row in old_feed]
+    assert lead_id in [row["id"] for row in new_feed]
+    # The new dealer's clock starts at the move; it is reminded and moved on in its own turn.
+    run_at(app, clock, DUE + timedelta(seconds=1))
+    session.rollback()
+    turn = session.scalars(
+        sa.select(FollowUp).where(FollowUp.lead_id == lead_id, FollowUp.dealer_id == dealers["NYB"])
+    ).one()
+    assert (turn.via, turn.started_at) == ("reassignment", DUE)
+
+
+def test_no_dealer_near_enough_sends_the_lead_to_the_unassigned_pool(
+    app, client, session, dealers, make_app, clock
+):
+    lead_id = sign_up(client, session, "cy@example.com")
+    near_only = make_app(reassign_max_km=1.0)
+    from leadsvc.followup.clock import use_clock
+
+    use_clock(near_only, clock)
+    for moment in (START, DUE):
+        run_at(near_only, clock, moment)
+    lead = lead_of(session, lead_id)
+    assert (lead.dealer_id, lead.routing_reason) == (None, "unassigned")
+    assert moves(session, lead_id) == [(dealers["NYA"], None, "response_overdue")]
+
+
+def test_a_lead_moves_at_most_reassign_max_times(app, client, session, dealers, make_app, clock):
+    lead_id = sign_up(client, session, "dee@example.com")
+    once = make_app(reassign_max_times=1)
+    from leadsvc.followup.clock import use_clock
+
+    use_clock(once, clock)
+    run_at(once, clock, START)
+    run_at(once, clock, DUE)
+    run_at(once, clock, DUE + timedelta(seconds=1))  # NYB's turn starts
+    run_at(once, clock, DUE + timedelta(days=7))
+    assert lead_of(session, lead_id).dealer_id == dealers["NYB"]
+    assert len(moves(session, lead_id)) == 1
+
+
+def test_a_territory_lead_is_reminded_but_not_moved(app, client, session, dealers, clock):
+    report = assign_territory_rows(session, [(1, {"zip": "10001", "dealer_code": "NYA"})])
+    assert report.applied
+    lead_id = sign_up(client, session, "eve@example.com")
+    assert lead_of(session, lead_id).routing_reason == "territory"
+    for moment in (START, REMIND, DUE, DUE + timedelta(days=3)):
+        run_at(app, clock, moment)
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+    assert moves(session, lead_id) == []
+    assert follow_up_notices(session, lead_id) == [("dealer_reminder_email", "NYA")]
+
+
+def test_a_territory_that_says_so_moves_its_overdue_leads(app, client, session, dealers, clock):
+    row = {"zip": "10001", "dealer_code": "NYA", "reassign_overdue": "yes"}
+    assert assign_territory_rows(session, [(1, row)]).applied
+    lead_id = sign_up(client, session, "fay@example.com")
+    for moment in (START, DUE):
+        run_at(app, clock, moment)
+    assert lead_of(session, lead_id).dealer_id == dealers["NYB"]
+
+
+def test_a_person_who_withdrew_is_never_reminded_or_moved(
+    app, client, session, dealers, clock, settings
+):
+    lead_id = sign_up(client, session, "gus@example.com")
+    run_at(app, clock, START)
+    token = link_tokens(settings).unsubscribe_token(lead_id)
+    assert client.post(f"/unsubscribe/{token}").status_code == 200
+    for moment in (REMIND, DUE, DUE + timedelta(days=2)):
+        run_at(app, clock, moment)
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+    assert follow_up_notices(session, lead_id) == []
+    assert moves(session, lead_id) == []
+
+
+def test_an_acknowledged_lead_is_answered_and_left_alone(
+    app, client, session, dealers, keys, clock
+):
+    lead_id = sign_up(client, session, "hal@example.com")
+    run_at(app, clock, START)
+    reply = client.post(
+        "/api/v1/dealer/leads/ack", headers=keys["NYA"], json={"lead_ids": [lead_id]}
+    )
+    assert reply.get_json()["acknowledged"] == [lead_id]
+    for moment in (REMIND, DUE):
+        run_at(app, clock, moment)
+    assert follow_up_notices(session, lead_id) == []
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
