@@ -12,7 +12,6 @@ from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.followup.models import FollowUp, Holiday
 from leadsvc.deliverability.models import BounceEvent
-from leadsvc.deliverability.models import BounceEvent
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
@@ -20,7 +19,6 @@ from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 __all__ = [
     "ApiKey",
     "Base",
-    "BounceEvent",
     "BounceEvent",
     "ConsentEvent",
     "ConsentSeal",

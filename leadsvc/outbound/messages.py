@@ -35,13 +35,11 @@ SUBJECTS = {
 class Links:
     unsubscribe_url: str
     unsubscribe_mailto: str
-    preferences_url: str
     confirm_url: str | None
 
 
-def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Links:
-    """The person's unsubscribe link and mailto, their preferences page, and the confirm link
-    (for the lead's `signup`-th signup) when one is needed."""
+def links_for(settings, lead_id: int, *, confirm: bool) -> Links:
+    """The person's unsubscribe link and mailto, and the confirm link when one is needed."""
     tokens = link_tokens(settings)
     unsubscribe = tokens.unsubscribe_token(lead_id)
     base = settings.public_base_url
@@ -50,8 +48,7 @@ def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Link
         unsubscribe_mailto=(
             f"mailto:{settings.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe)}"
         ),
-        preferences_url=f"{base}/preferences/{tokens.preferences_token(lead_id)}",
-        confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id, signup)}" if confirm else None,
+        confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id)}" if confirm else None,
     )
 
 
@@ -62,24 +59,15 @@ def message_id(settings, outbox_id: int, kind: str) -> str:
 
 
 def person_email(
-    settings,
-    *,
-    kind: str,
-    outbox_id: int,
-    lead_id: int,
-    to: str,
-    dealer_name: str | None = None,
-    signup: int = 1,
+    settings, *, kind: str, outbox_id: int, lead_id: int, to: str, dealer_name: str | None = None
 ) -> EmailMessage:
-    """The confirmation or welcome email for one lead (templates need an app context);
-    `signup`: the lead's signup count, which its confirmation link is for."""
-    links = links_for(settings, lead_id, confirm=kind == CONFIRM, signup=signup)
+    """The confirmation or welcome email for one lead (templates need an app context)."""
+    links = links_for(settings, lead_id, confirm=kind == CONFIRM)
     context = {
         "brand": BRAND,
         "list_name": LIST_NAME,
         "postal_address": settings.brand_postal_address,
         "unsubscribe_url": links.unsubscribe_url,
-        "preferences_url": links.preferences_url,
         "confirm_url": links.confirm_url,
         "confirm_days": settings.confirm_link_days,
         "dealer_name": dealer_name,

@@ -12,8 +12,7 @@ from flask import Blueprint, current_app, render_template
 from flask.views import MethodView
 
 from leadsvc.extensions import db
-from leadsvc.leads.models import Lead
-from leadsvc.outbound.subscription import confirm_lead, confirm_link_state, unsubscribe_lead
+from leadsvc.outbound.subscription import confirm_lead, unsubscribe_lead
 from leadsvc.outbound.tokens import ExpiredToken, InvalidToken, LinkTokens, link_tokens
 from leadsvc.request_context import consent_context
 
@@ -39,33 +38,24 @@ def _no_store(response):
 pages.after_request(_no_store)
 
 
-def _stale_link():
-    return render_template("outbound/stale_link.html"), 410
-
-
 class ConfirmPage(MethodView):
-    """`/confirm/<token>`: the double opt-in confirmation of the signup the link was sent for."""
+    """`/confirm/<token>`: the double opt-in confirmation."""
 
     def get(self, token: str):
         try:
-            lead_id, signup = _tokens().confirm_target(token)
+            _tokens().confirm_lead_id(token)
         except InvalidToken as error:
             return _bad_link(error, "confirm")
-        state = confirm_link_state(db.session.get(Lead, lead_id), signup)
-        if state == "stale":
-            return _stale_link()
         return render_template("outbound/confirm.html", token=token)
 
     def post(self, token: str):
         try:
-            lead_id, signup = _tokens().confirm_target(token)
+            lead_id = _tokens().confirm_lead_id(token)
         except InvalidToken as error:
             return _bad_link(error, "confirm")
-        outcome = confirm_lead(db.session, lead_id, consent_context(None), signup)
+        outcome = confirm_lead(db.session, lead_id, consent_context(None))
         if outcome == "missing":
             return _bad_link(InvalidToken(), "confirm")
-        if outcome == "stale":
-            return _stale_link()
         return render_template("outbound/confirmed.html", outcome=outcome)
 
 
