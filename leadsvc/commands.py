@@ -103,8 +103,9 @@ def register_commands(app) -> None:
     from leadsvc.auth.commands import COMMANDS as KEY_COMMANDS
     from leadsvc.consent.commands import COMMANDS as CONSENT_COMMANDS
     from leadsvc.dealers.commands import COMMANDS as DEALER_COMMANDS
+    from leadsvc.deliverability.commands import COMMANDS as BOUNCE_COMMANDS
     from leadsvc.jobs.commands import COMMANDS as JOB_COMMANDS
 
-    domains = (DEALER_COMMANDS, KEY_COMMANDS, JOB_COMMANDS, CONSENT_COMMANDS)
+    domains = (DEALER_COMMANDS, KEY_COMMANDS, JOB_COMMANDS, CONSENT_COMMANDS, BOUNCE_COMMANDS)
     for command in (serve_command, db_group, zips_group, *(c for d in domains for c in d)):
         app.cli.add_command(command)

@@ -12,6 +12,7 @@ from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
 from leadsvc.followup.models import FollowUp, Holiday
 from leadsvc.deliverability.models import BounceEvent
+from leadsvc.deliverability.models import BounceEvent
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
@@ -19,6 +20,7 @@ from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 __all__ = [
     "ApiKey",
     "Base",
+    "BounceEvent",
     "BounceEvent",
     "ConsentEvent",
     "ConsentSeal",

@@ -50,7 +50,8 @@ def _prospect(adf: ET.Element, record: dict[str, Any], dealer, provider_url: str
     contact = _text(customer, "contact", primarycontact="1")
     _text(contact, "name", record["first_name"], part="first", type="individual")
     _text(contact, "name", record["last_name"], part="last", type="individual")
-    _text(contact, "email", record["email"], preferredcontact="1")
+    bounced = record.get("email_status") == "bounced"
+    _text(contact, "email", record["email"], preferredcontact="0" if bounced else "1")
     address = _text(contact, "address", type="home")
     _text(address, "street", "", line="1")  # the form asks for no street; ADF needs the element
     zip_code = record["zip"] + (f"-{record['zip4']}" if record.get("zip4") else "")
@@ -60,7 +61,8 @@ def _prospect(adf: ET.Element, record: dict[str, Any], dealer, provider_url: str
         customer,
         "comments",
         "Signed up for the MINI USA newsletter; consented to contact "
-        "by MINI USA and the MINI dealer.",
+        "by MINI USA and the MINI dealer."
+        + (" Email status: bounced (mail to this address bounced)." if bounced else ""),
     )
     vendor = _text(prospect, "vendor")
     _text(vendor, "id", dealer.code, source="leadsvc")

@@ -55,6 +55,7 @@ def lead_record(lead: Lead) -> dict[str, Any]:
         "distance_miles": km_to_miles(lead.distance_km),
         "routing_reason": lead.routing_reason,
         "consent": lead.consent_status,
+        "email_status": "bounced" if lead.bounced_at is not None else "ok",
         "created_at": lead.created_at,
         "acknowledged_at": lead.acknowledged_at,
         "interests": lead.interests or [],

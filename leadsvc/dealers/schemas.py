@@ -43,6 +43,9 @@ class DealerLeadSchema(Schema):
             "carry no personal fields (names, email, ZIP, interests, source are null)"
         }
     )
+    email_status = fields.String(
+        metadata={"description": "ok, or bounced: mail to the address bounced (do not email it)"}
+    )
     created_at = fields.DateTime()
     acknowledged_at = fields.DateTime(allow_none=True)
     interests = fields.List(fields.String(), allow_none=True)

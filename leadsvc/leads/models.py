@@ -49,5 +49,8 @@ class Lead(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the person last unsubscribed: the address is suppressed until it confirms again.
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When mail to the address last bounced hard (or soft too often): nothing more is sent to
+    #: it until the person confirms the address again.
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

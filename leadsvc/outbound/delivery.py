@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from leadsvc.db import utcnow
 from leadsvc.dealers.models import Dealer
 from leadsvc.leads.models import Lead
 from leadsvc.outbound.dealer_notice import (
@@ -33,6 +35,7 @@ from leadsvc.outbound.dealer_notice import (
 from leadsvc.outbound.mail import mail_transport
 from leadsvc.outbound.messages import person_email
 from leadsvc.outbound.subscription import may_send, notify_dealer
+from leadsvc.outbound.tokens import VERP_LOCAL_PART, link_tokens
 from leadsvc.outbox.kinds import (
     EMAIL_CHANNEL,
     WEBHOOK_CHANNEL,
@@ -57,9 +60,11 @@ from leadsvc.outbox.messages import (
     DEALER_WEBHOOK,
     ERASURE_KINDS,
     MOVED_KINDS,
+    PERSON_KINDS,
     REMINDER_KINDS,
     WELCOME_EMAIL,
 )
+from leadsvc.outbox.models import OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,16 @@ _LEAD_AND_DEALER = (
 )
 
 
-def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | None:
+def skip_reason(
+    kind: str, lead: Lead | None, dealer_id: int | None, hard_bounce_days: int = 365
+) -> str | None:
     """Why the message must not go out now, or None if it may."""
     if lead is None:
         return "the lead no longer exists"
     if kind in ERASURE_KINDS or kind in MOVED_KINDS:
         return None  # a deletion or move notice goes out whatever the lead's state
+    if kind in PERSON_KINDS and bounce_suppressed(kind, lead, hard_bounce_days):
+        return "suppressed: mail to the address bounced"
     if not may_send(kind, lead.consent_status):
         if lead.consent_status == "withdrawn":
             return "suppressed: the person unsubscribed"
@@ -98,6 +107,17 @@ def skip_reason(kind: str, lead: Lead | None, dealer_id: int | None) -> str | No
     if kind in REMINDER_KINDS and lead.acknowledged_at is not None:
         return "the dealer acknowledged the lead"
     return None
+
+
+def bounce_suppressed(kind: str, lead: Lead, hard_bounce_days: int) -> bool:
+    """Whether mail of `kind` to the lead is held back by a bounce. Nothing goes to a bounced
+    address; only the confirmation of a new signup does, once the last hard bounce is older
+    than HARD_BOUNCE_DAYS (confirming lifts the suppression)."""
+    if lead.bounced_at is None:
+        return False
+    if kind == CONFIRM_EMAIL:
+        return lead.bounced_at > utcnow() - timedelta(days=hard_bounce_days)
+    return True
 
 
 Builder = Callable[..., object]
@@ -111,7 +131,7 @@ def _preparer(build: Builder, *, needs_dealer: bool):
             _LEAD_AND_DEALER, {"lead_id": row.lead_id, "dealer_id": row.dealer_id}
         ).first()
         lead, dealer = found if found is not None else (None, None)
-        reason = skip_reason(row.kind, lead, row.dealer_id)
+        reason = skip_reason(row.kind, lead, row.dealer_id, settings.hard_bounce_days)
         if reason is not None:
             moved = (
                 lead is not None and row.kind in DEALER_KINDS and lead.dealer_id != row.dealer_id
@@ -120,9 +140,23 @@ def _preparer(build: Builder, *, needs_dealer: bool):
             return Skip(reason, then)
         if needs_dealer and dealer is None:
             raise DeliveryError("the dealer no longer exists", permanent=True)
-        return Outgoing(row.id, row.kind, build(settings, row, lead, dealer))
+        message = build(settings, row, lead, dealer)
+        if hasattr(message, "get") and message.get("Message-ID"):
+            _keep_message_id(session, row.id, str(message["Message-ID"]))
+        return Outgoing(row.id, row.kind, message)
 
     return prepare
+
+
+def _keep_message_id(session: Session, outbox_id: int, value: str) -> None:
+    """Store the email's Message-ID on its row (committed with the try's claim): a bounce or a
+    complaint that quotes it finds the row."""
+    session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
+        .values(message_id=value[:255])
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _person(settings, row: RowRef, lead: Lead, dealer: Dealer | None):
@@ -134,6 +168,7 @@ def _person(settings, row: RowRef, lead: Lead, dealer: Dealer | None):
         lead_id=lead.id,
         to=lead.email,
         dealer_name=dealer_name,
+        signup=lead.signup_count,
     )
 
 
@@ -202,7 +237,21 @@ def send_email(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
     """Hand the email to SMTP (or the mail folder). Raises `DeliveryError` (not sent) or
     `UncertainDelivery` (it may have arrived)."""
     name = f"{outgoing.outbox_id}-{outgoing.kind.replace('_', '-')}"
-    mail_transport(settings).send(outgoing.message, name=name, handed_off=handed_off)
+    mail_transport(settings).send(
+        outgoing.message,
+        name=name,
+        handed_off=handed_off,
+        sender=envelope_sender(settings, outgoing),
+    )
+
+
+def envelope_sender(settings, outgoing: Outgoing) -> str | None:
+    """`bounces+<token>@BOUNCE_DOMAIN` when BOUNCE_DOMAIN is set (the token names the outbox
+    row, signed), else None: MAIL FROM is the From address."""
+    if not settings.bounce_domain:
+        return None
+    token = link_tokens(settings).verp_token(outgoing.outbox_id)
+    return f"{VERP_LOCAL_PART}+{token}@{settings.bounce_domain}"
 
 
 def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:

@@ -59,8 +59,8 @@ class SmtpTarget:
         )
 
 
-def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
-    sender = parseaddr(str(message["From"]))[1]
+def _envelope(message: EmailMessage, sender: str | None) -> tuple[str, list[str]]:
+    sender = sender or parseaddr(str(message["From"]))[1]
     recipients = [address for _, address in getaddresses([str(message["To"])]) if address]
     return sender, recipients
 
@@ -95,9 +95,17 @@ class SmtpTransport:
             client.login(target.username, target.password or "")
         return client
 
-    def send(self, message: EmailMessage, *, name: str, handed_off: HandedOff) -> None:
-        """Deliver `message`; `handed_off()` is called just before the point of no return."""
-        sender, recipients = _envelope(message)
+    def send(
+        self,
+        message: EmailMessage,
+        *,
+        name: str,
+        handed_off: HandedOff,
+        sender: str | None = None,
+    ) -> None:
+        """Deliver `message`; `handed_off()` is called just before the point of no return.
+        `sender`: the envelope sender (MAIL FROM), by default the From address."""
+        sender, recipients = _envelope(message, sender)
         international = not (sender + "".join(recipients)).isascii()
         client = None
         in_data = False  # between DATA and the server's reply to "." a QUIT would be message text
@@ -149,7 +157,18 @@ class MailDirectory:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def send(self, message: EmailMessage, *, name: str, handed_off: HandedOff) -> None:
+    def send(
+        self,
+        message: EmailMessage,
+        *,
+        name: str,
+        handed_off: HandedOff,
+        sender: str | None = None,
+    ) -> None:
+        """Write the message; the envelope sender, if any, as its Return-Path (as a mailbox
+        that delivered it would)."""
+        if sender is not None and "Return-Path" not in message:
+            message["Return-Path"] = f"<{sender}>"
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{name}.eml"
         temporary = self.directory / f".{name}.{os.getpid()}.tmp"

@@ -35,11 +35,13 @@ SUBJECTS = {
 class Links:
     unsubscribe_url: str
     unsubscribe_mailto: str
+    preferences_url: str
     confirm_url: str | None
 
 
-def links_for(settings, lead_id: int, *, confirm: bool) -> Links:
-    """The person's unsubscribe link and mailto, and the confirm link when one is needed."""
+def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Links:
+    """The person's unsubscribe link and mailto, their preferences page, and the confirm link
+    (for the lead's `signup`-th signup) when one is needed."""
     tokens = link_tokens(settings)
     unsubscribe = tokens.unsubscribe_token(lead_id)
     base = settings.public_base_url
@@ -48,7 +50,8 @@ def links_for(settings, lead_id: int, *, confirm: bool) -> Links:
         unsubscribe_mailto=(
             f"mailto:{settings.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe)}"
         ),
-        confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id)}" if confirm else None,
+        preferences_url=f"{base}/preferences/{tokens.preferences_token(lead_id)}",
+        confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id, signup)}" if confirm else None,
     )
 
 
@@ -59,15 +62,24 @@ def message_id(settings, outbox_id: int, kind: str) -> str:
 
 
 def person_email(
-    settings, *, kind: str, outbox_id: int, lead_id: int, to: str, dealer_name: str | None = None
+    settings,
+    *,
+    kind: str,
+    outbox_id: int,
+    lead_id: int,
+    to: str,
+    dealer_name: str | None = None,
+    signup: int = 1,
 ) -> EmailMessage:
-    """The confirmation or welcome email for one lead (templates need an app context)."""
-    links = links_for(settings, lead_id, confirm=kind == CONFIRM)
+    """The confirmation or welcome email for one lead (templates need an app context);
+    `signup`: the lead's signup count, which its confirmation link is for."""
+    links = links_for(settings, lead_id, confirm=kind == CONFIRM, signup=signup)
     context = {
         "brand": BRAND,
         "list_name": LIST_NAME,
         "postal_address": settings.brand_postal_address,
         "unsubscribe_url": links.unsubscribe_url,
+        "preferences_url": links.preferences_url,
         "confirm_url": links.confirm_url,
         "confirm_days": settings.confirm_link_days,
         "dealer_name": dealer_name,

@@ -158,25 +158,26 @@ def _lead(session: Session, lead_id: int) -> Lead | None:
     ).one_or_none()
 
 
-def confirm_lead(session: Session, lead_id: int, context: ConsentContext) -> str:
-    """Confirm a pending lead (the POST of the confirm page); commits.
+def confirm_lead(session: Session, lead_id: int, context: ConsentContext, signup: int = 1) -> str:
+    """Confirm a pending lead (the POST of the confirm page) for the lead's `signup`-th signup,
+    the one the link was sent for; commits.
 
-    Returns "confirmed", or why nothing changed: "already" (confirmed or given before),
-    "withdrawn" (unsubscribed since: sign up again), "missing" (no such lead any more).
+    Returns "confirmed", or why nothing changed: "stale" (a newer signup has its own link),
+    "already" (confirmed or given before), "withdrawn" (unsubscribed since: sign up again),
+    "missing" (no such lead any more). Confirming also lifts a bounce suppression: the person
+    has just read an email sent to the address.
     """
     now = utcnow()
     changed = session.execute(
         sa.update(Lead)
-        .where(Lead.id == lead_id, Lead.consent_status == PENDING)
-        .values(consent_status=CONFIRMED, confirmed_at=now, updated_at=now)
+        .where(Lead.id == lead_id, Lead.consent_status == PENDING, Lead.signup_count == signup)
+        .values(consent_status=CONFIRMED, confirmed_at=now, updated_at=now, bounced_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     lead = _lead(session, lead_id)
     if not changed:
         session.rollback()
-        if lead is None:
-            return "missing"
-        return "withdrawn" if lead.consent_status == WITHDRAWN else "already"
+        return confirm_link_state(lead, signup)
     record_consent(
         session,
         lead_id=lead.id,
@@ -191,11 +192,33 @@ def confirm_lead(session: Session, lead_id: int, context: ConsentContext) -> str
     return "confirmed"
 
 
+def confirm_link_state(lead: Lead | None, signup: int) -> str:
+    """What a confirmation link for the lead's `signup`-th signup would do now: "confirm",
+    or "missing", "stale", "withdrawn", "already" (see `confirm_lead`)."""
+    if lead is None:
+        return "missing"
+    if lead.signup_count != signup:
+        return "stale"
+    if lead.consent_status == WITHDRAWN:
+        return "withdrawn"
+    return "confirm" if lead.consent_status == PENDING else "already"
+
+
 def unsubscribe_lead(session: Session, lead_id: int, context: ConsentContext) -> str:
     """Withdraw the lead's consent and suppress the address (the unsubscribe POST); commits.
 
     Returns "unsubscribed", "already" or "missing". Messages not yet sent are skipped.
     """
+    outcome = withdraw_lead(session, lead_id, context, "unsubscribed")
+    session.commit()
+    return outcome
+
+
+def withdraw_lead(session: Session, lead_id: int, context: ConsentContext, why: str) -> str:
+    """An unsubscribe, whatever asked for it (the link, one-click, the preferences page, a
+    complaint): the lead becomes withdrawn, a `withdrawn` consent event records how (its
+    `context`), and messages not yet sent are skipped with `why`. In the caller's transaction
+    (the caller commits); returns "unsubscribed", "already" or "missing"."""
     now = utcnow()
     changed = session.execute(
         sa.update(Lead)
@@ -205,7 +228,6 @@ def unsubscribe_lead(session: Session, lead_id: int, context: ConsentContext) ->
     ).rowcount
     lead = _lead(session, lead_id)
     if not changed:
-        session.rollback()
         return "missing" if lead is None else "already"
     record_consent(
         session,
@@ -215,8 +237,7 @@ def unsubscribe_lead(session: Session, lead_id: int, context: ConsentContext) ->
         text_version=lead.consent_text_version,
         context=context,
     )
-    skip_open_messages(session, lead.id, "unsubscribed")
-    session.commit()
+    skip_open_messages(session, lead.id, why)
     return "unsubscribed"
 
 

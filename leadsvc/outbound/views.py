@@ -12,7 +12,8 @@ from flask import Blueprint, current_app, render_template
 from flask.views import MethodView
 
 from leadsvc.extensions import db
-from leadsvc.outbound.subscription import confirm_lead, unsubscribe_lead
+from leadsvc.leads.models import Lead
+from leadsvc.outbound.subscription import confirm_lead, confirm_link_state, unsubscribe_lead
 from leadsvc.outbound.tokens import ExpiredToken, InvalidToken, LinkTokens, link_tokens
 from leadsvc.request_context import consent_context
 
@@ -38,24 +39,33 @@ def _no_store(response):
 pages.after_request(_no_store)
 
 
+def _stale_link():
+    return render_template("outbound/stale_link.html"), 410
+
+
 class ConfirmPage(MethodView):
-    """`/confirm/<token>`: the double opt-in confirmation."""
+    """`/confirm/<token>`: the double opt-in confirmation of the signup the link was sent for."""
 
     def get(self, token: str):
         try:
-            _tokens().confirm_lead_id(token)
+            lead_id, signup = _tokens().confirm_target(token)
         except InvalidToken as error:
             return _bad_link(error, "confirm")
+        state = confirm_link_state(db.session.get(Lead, lead_id), signup)
+        if state == "stale":
+            return _stale_link()
         return render_template("outbound/confirm.html", token=token)
 
     def post(self, token: str):
         try:
-            lead_id = _tokens().confirm_lead_id(token)
+            lead_id, signup = _tokens().confirm_target(token)
         except InvalidToken as error:
             return _bad_link(error, "confirm")
-        outcome = confirm_lead(db.session, lead_id, consent_context(None))
+        outcome = confirm_lead(db.session, lead_id, consent_context(None), signup)
         if outcome == "missing":
             return _bad_link(InvalidToken(), "confirm")
+        if outcome == "stale":
+            return _stale_link()
         return render_template("outbound/confirmed.html", outcome=outcome)
 
 

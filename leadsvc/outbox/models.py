@@ -43,6 +43,8 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The Message-ID of the email this row sends (bounces and complaints quote it).
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class OutboxAttempt(Base):
