@@ -25,6 +25,7 @@ def _config(**extra):
         "height": 360,
         "legend_at_bottom": True,
         "show_minor_x_labels": False,
+        "truncate_label": -1,
         **extra,
     }
 
