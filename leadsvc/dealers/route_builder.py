@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from leadsvc.commit_order import next_delivery_seq
@@ -159,6 +160,13 @@ def _record_rebuild(session: Session, report: RebuildReport) -> None:
     session.flush()
 
 
+def _route_max_km() -> float | None:
+    """ROUTE_MAX_KM of the running app (None: no limit, also outside an app context)."""
+    if not has_app_context():
+        return None
+    return current_app.config["LEADSVC_SETTINGS"].route_max_km
+
+
 def rebuild_routes(session: Session) -> RebuildReport:
     """Recompute the routing table from the active dealers and territories (caller commits)."""
     started = time.perf_counter()
@@ -168,6 +176,9 @@ def rebuild_routes(session: Session) -> RebuildReport:
     routes: dict[str, Route] = {}
     if dealers:
         routes = _nearest_dealer_routes(dealers, centre)
+        limit = _route_max_km()
+        if limit is not None:  # beyond it from every dealer: the unassigned pool
+            routes = {z: r for z, r in routes.items() if r[2] is None or r[2] <= limit}
         routes.update(_territory_routes(session, dealers, centre))
 
     version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1

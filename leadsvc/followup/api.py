@@ -119,7 +119,7 @@ class AdminHolidays(MethodView):
 
     @requires("admin")
     @admin_blp.arguments(HolidaySchema)
-    @admin_blp.response(201, HolidaySchema)
+    @admin_blp.response(200, HolidaySchema)
     @admin_blp.alt_response(422, schema=ErrorSchema, description="No such dealer")
     @_documented(admin_blp)
     def post(self, body):

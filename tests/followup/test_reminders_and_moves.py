@@ -151,3 +151,22 @@ def test_an_acknowledged_lead_is_answered_and_left_alone(
         run_at(app, clock, moment)
     assert follow_up_notices(session, lead_id) == []
     assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+
+
+def test_route_max_km_sends_far_leads_to_the_unassigned_pool(make_app, session, monkeypatch):
+    from leadsvc.dealers import routing
+    from leadsvc.extensions import db
+    from tests.followup.conftest import load_dealers
+
+    monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
+    app = make_app(route_max_km=200.0)
+    with app.app_context(), db.sessionmaker(app)() as limited:
+        load_dealers(limited)
+        client = app.test_client()
+        near = sign_up(client, limited, "near@example.com", "10001")
+        far = sign_up(client, limited, "far@example.com", "33101")  # Miami
+        assert lead_of(limited, near).routing_reason == "nearest"
+        assert (lead_of(limited, far).dealer_id, lead_of(limited, far).routing_reason) == (
+            None,
+            "unassigned",
+        )
