@@ -1,6 +1,6 @@
 """Every model, imported in one place so Alembic and the tests see the whole schema."""
 
-from leadsvc.auth.models import ApiKey
+from leadsvc.auth.models import ApiKey, StaffAudit, StaffSignInFailure, StaffUser
 from leadsvc.consent.models import (
     ConsentEvent,
     ConsentSeal,
@@ -10,9 +10,8 @@ from leadsvc.consent.models import (
 )
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
+from leadsvc.deliverability.models import BounceEvent
 from leadsvc.followup.models import FollowUp, Holiday
-from leadsvc.deliverability.models import BounceEvent
-from leadsvc.deliverability.models import BounceEvent
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
@@ -20,7 +19,6 @@ from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 __all__ = [
     "ApiKey",
     "Base",
-    "BounceEvent",
     "BounceEvent",
     "ConsentEvent",
     "ConsentSeal",
@@ -35,6 +33,9 @@ __all__ = [
     "OutboxAttempt",
     "OutboxMessage",
     "RoutingVersion",
+    "StaffAudit",
+    "StaffSignInFailure",
+    "StaffUser",
     "Territory",
     "ZipCode",
     "ZipRoute",
