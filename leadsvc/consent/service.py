@@ -63,20 +63,31 @@ def active_text_version(session: Session) -> int:
     return version
 
 
-#: The consent event INSERT, built once (a Core statement: cheaper per signup than the ORM's).
-_INSERT_EVENT = sa.insert(ConsentEvent.__table__).returning(ConsentEvent.__table__.c.id)
+_EVENT_COLUMNS = (
+    "lead_id",
+    "subject",
+    "event_type",
+    "text_version",
+    "occurred_at",
+    "ip",
+    "user_agent",
+    "source_url",
+    "request_id",
+    "digest",
+)
 
 
-def record_consent(
-    session: Session,
+def consent_event(
     *,
-    lead_id: int,
+    lead_id: int | None,
     subject: str,
     event_type: str,
     text_version: int,
     context: ConsentContext,
-) -> int:
-    """Append one consent event (it is never updated afterwards: triggers enforce it); its id."""
+) -> tuple[sa.Insert, dict]:
+    """The INSERT that appends one consent event (never updated afterwards: triggers enforce
+    it), returning its id, and its values with the digest; for `record_consent`, or to send in
+    one statement with other writes of the same transaction."""
     from leadsvc.consent.chain import event_digest, subject_key
 
     values = {
@@ -91,7 +102,22 @@ def record_consent(
         "request_id": context.request_id,
     }
     values["digest"] = event_digest(**values, key=subject_key())
-    return session.connection().execute(_INSERT_EVENT, values).scalar_one()
+    return _INSERT_EVENT, values
+
+
+_EVENTS = ConsentEvent.__table__
+#: Built once, bound per execution (building the statement per event cost more than sending it).
+_INSERT_EVENT = (
+    sa.insert(_EVENTS)
+    .values({name: sa.bindparam(name, type_=_EVENTS.c[name].type) for name in _EVENT_COLUMNS})
+    .returning(_EVENTS.c.id)
+)
+
+
+def record_consent(session: Session, **event) -> int:
+    """Append one consent event (`consent_event`'s fields) in the caller's transaction; its id."""
+    statement, values = consent_event(**event)
+    return session.connection().execute(statement, values).scalar_one()
 
 
 def list_texts(session: Session) -> list[ConsentText]:

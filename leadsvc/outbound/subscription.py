@@ -62,7 +62,7 @@ def new_lead_kinds(status: str, dealer_id: int | None, confirm_emails_per_day: i
     return [WELCOME_EMAIL] + ([DEALER_EMAIL, DEALER_WEBHOOK] if dealer_id is not None else [])
 
 
-def plan_after_signup(
+def messages_after_signup(
     session: Session,
     lead_id: int,
     *,
@@ -71,8 +71,8 @@ def plan_after_signup(
     dealer_id: int | None,
     confirm_emails_per_day: int,
     dealer_webhook_url: str | None | object = LOOK_UP,
-) -> list[QueuedRow]:
-    """Outbox rows for a signup, in the signup's transaction.
+) -> list[tuple[str, int, int | None]]:
+    """The outbox rows (kind, lead id, dealer id) a signup writes, decided in its transaction.
 
     A pending lead gets a confirmation email (a repeat signup resends it, at most
     `confirm_emails_per_day` in 24 hours); a lead that just became consented gets the welcome
@@ -86,17 +86,17 @@ def plan_after_signup(
             if not dealer_webhook_url:
                 kinds.remove(DEALER_WEBHOOK)
         dealer = {DEALER_EMAIL: dealer_id, DEALER_WEBHOOK: dealer_id}
-        return add_messages(session, [(kind, lead_id, dealer.get(kind)) for kind in kinds])
+        return [(kind, lead_id, dealer.get(kind)) for kind in kinds]
     if status == PENDING:
         if confirmations_sent_today(session, lead_id) < confirm_emails_per_day:
-            return add_messages(session, [(CONFIRM_EMAIL, lead_id, None)])
+            return [(CONFIRM_EMAIL, lead_id, None)]
         return []
     messages: list[tuple[str, int, int | None]] = []
     if status in CONSENTED:
         if previous not in CONSENTED:
             messages.append((WELCOME_EMAIL, lead_id, None))
         messages.extend(_dealer_messages(session, lead_id, dealer_id))
-    return add_messages(session, messages)
+    return messages
 
 
 def confirmations_sent_today(session: Session, lead_id: int) -> int:

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from leadsvc.db import Base, BigId, Json, UTCDateTime, utcnow
 
+_OPEN = "status IN ('pending', 'queued', 'sending', 'handed_off')"
+
 
 class OutboxMessage(Base):
     """One outbound job, written in the transaction that made it necessary.
@@ -20,7 +22,16 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (
+        # Only rows still open: the dispatchers, the sweep and the reclaim look for them.
+        sa.Index(
+            "ix_outbox_open",
+            "status",
+            "id",
+            postgresql_where=sa.text(_OPEN),
+            sqlite_where=sa.text(_OPEN),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: welcome_email | confirm_email | dealer_email | dealer_webhook

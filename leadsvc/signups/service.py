@@ -21,13 +21,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from leadsvc.commit_order import next_delivery_seq
-from leadsvc.consent.service import active_text_version, record_consent
+from leadsvc.consent.service import active_text_version, consent_event
 from leadsvc.db import utcnow
 from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
 from leadsvc.leads.email_address import CheckedEmail
 from leadsvc.leads.models import Lead
-from leadsvc.outbound.subscription import plan_after_signup, status_after_signup
+from leadsvc.outbound.subscription import messages_after_signup, status_after_signup
+from leadsvc.outbox.messages import add_messages
 from leadsvc.request_context import ConsentContext
 from leadsvc.settings import Settings
 
@@ -244,15 +245,14 @@ def _write_signup(
         session.connection().execute(
             sa.update(Lead.__table__).where(Lead.id == lead_id).values(consent_status=status)
         )
-    record_consent(
-        session,
+    event = consent_event(
         lead_id=lead_id,
         subject=signup.email.normalized,
         event_type="given",
         text_version=text_version,
         context=context,
     )
-    plan_after_signup(
+    messages = messages_after_signup(
         session,
         lead_id,
         previous=previous,
@@ -261,5 +261,5 @@ def _write_signup(
         confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
         dealer_webhook_url=stored.dealer_webhook_url,
     )
-    session.flush()  # every statement runs here, so only the commit itself is never retried
+    add_messages(session, messages, together_with=event)  # the event and the rows: one statement
     return lead_id

@@ -195,13 +195,13 @@ def test_the_outbox_is_written_in_the_signup_transaction(mail_app, session, smtp
     """A signup that fails after writing its outbox rows leaves none behind, dispatches none."""
     from leadsvc.signups import service
 
-    real_plan = service.plan_after_signup
+    real_add = service.add_messages
 
-    def plan_then_fail(*args, **kwargs):
-        assert real_plan(*args, **kwargs)  # the rows were written...
+    def add_then_fail(*args, **kwargs):
+        assert real_add(*args, **kwargs)  # the rows were written...
         raise RuntimeError("boom")  # ...and the transaction fails before its commit
 
-    monkeypatch.setattr(service, "plan_after_signup", plan_then_fail)
+    monkeypatch.setattr(service, "add_messages", add_then_fail)
     assert mail_app.test_client().post("/api/v1/signups", json=valid_signup()).status_code == 500
     assert outbox(session) == []
     assert drain(mail_app) == 0 and smtp.received == []

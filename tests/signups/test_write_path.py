@@ -1,9 +1,8 @@
 """A signup's one write path: the lead, its consent event and its outbox rows in one
-transaction, the same on PostgreSQL and SQLite; on PostgreSQL its commit wakes the dispatchers."""
+transaction, the same on PostgreSQL and SQLite."""
 
 import json
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -20,18 +19,6 @@ on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 @pytest.fixture(autouse=True)
 def routes_reload_at_once(monkeypatch):
     monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.0)
-
-
-@on_postgresql
-def test_the_commit_of_a_signup_notifies_the_dispatchers_once(app, client, database_url):
-    """A dispatcher LISTENing on `leadsvc_outbox` hears of a signup when it commits: one
-    notification for the signup's three rows."""
-    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo, autocommit=True) as listener:
-        listener.execute("LISTEN leadsvc_outbox")
-        assert client.post("/api/v1/signups", json=valid_signup()).status_code == 202
-        heard = list(listener.notifies(timeout=2.0))
-    assert [note.channel for note in heard] == ["leadsvc_outbox"]
 
 
 @on_postgresql
