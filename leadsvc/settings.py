@@ -244,18 +244,13 @@ class Settings:
     reassign_max_times: int = 2
     route_max_km: float | None = None
     #: Deliverability: the VERP envelope domain (None: the envelope sender is MAIL_FROM), the
-    #: bounce mailbox, suppression rules and the bounce webhooks' credentials.
+    #: bounce mailbox and suppression rules.
     bounce_domain: str | None = None
     bounce_imap_url: str | None = None
     bounce_poll_seconds: int = 300
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 7
     hard_bounce_days: int = 365
-    sns_topic_arn: str | None = None
-    sns_certificate_url_allowed: str | None = None
-    sendgrid_webhook_public_key: str | None = None
-    postmark_webhook_credentials: str | None = None
-    bounce_webhook_max_age: int = 900
 
     @property
     def zip_data_dir(self) -> Path:
@@ -346,14 +341,10 @@ def _follow_up(env: Mapping[str, str]) -> dict:
 
 def _deliverability(env: Mapping[str, str]) -> dict:
     """BOUNCE_DOMAIN, BOUNCE_IMAP_URL, BOUNCE_POLL_SECONDS, SOFT_BOUNCE_LIMIT, SOFT_BOUNCE_DAYS,
-    HARD_BOUNCE_DAYS and the bounce webhooks' SNS_TOPIC_ARN, SNS_CERTIFICATE_URL_ALLOWED,
-    SENDGRID_WEBHOOK_PUBLIC_KEY, POSTMARK_WEBHOOK_CREDENTIALS (user:password)."""
+    HARD_BOUNCE_DAYS."""
     domain = _optional(env, "BOUNCE_DOMAIN")
     if domain is not None and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain):
         raise SettingsError("BOUNCE_DOMAIN must be a domain name (bounces.example.com)")
-    credentials = _optional(env, "POSTMARK_WEBHOOK_CREDENTIALS")
-    if credentials is not None and ":" not in credentials:
-        raise SettingsError("POSTMARK_WEBHOOK_CREDENTIALS must be user:password")
     return {
         "bounce_domain": domain.lower() if domain else None,
         "bounce_imap_url": _optional(env, "BOUNCE_IMAP_URL"),
@@ -361,10 +352,6 @@ def _deliverability(env: Mapping[str, str]) -> dict:
         "soft_bounce_limit": int(_number(env, "SOFT_BOUNCE_LIMIT", 3, 1, 100)),
         "soft_bounce_days": int(_number(env, "SOFT_BOUNCE_DAYS", 7, 1, 365)),
         "hard_bounce_days": int(_number(env, "HARD_BOUNCE_DAYS", 365, 1, 36_500)),
-        "sns_topic_arn": _optional(env, "SNS_TOPIC_ARN"),
-        "sns_certificate_url_allowed": _optional(env, "SNS_CERTIFICATE_URL_ALLOWED"),
-        "sendgrid_webhook_public_key": _optional(env, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
-        "postmark_webhook_credentials": credentials,
     }
 
 

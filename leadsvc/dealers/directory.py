@@ -220,6 +220,23 @@ def assign_territories(
     return assign_territory_rows(session, rows, partial=partial, progress=progress)
 
 
+def _territory_problem(row, zip_input, code, centres, dealers, first_line) -> str | None:
+    """Why a territory row cannot be applied, or None."""
+    if "__error__" in row:
+        return row["__error__"]
+    if zip_input is None or zip_input.zip5 not in centres:
+        return f"ZIP {row.get('zip')!r} is not a US ZIP code"
+    if not code:
+        return "missing dealer_code"
+    if code not in dealers:
+        return f"no dealer with code {code}"
+    if zip_input.zip5 in first_line:
+        return f"duplicate ZIP {zip_input.zip5} (first on line {first_line[zip_input.zip5]})"
+    if str(row.get("reassign_overdue", "")).strip().lower() not in _YES + _NO:
+        return "reassign_overdue must be yes or no"
+    return None
+
+
 def assign_territory_rows(
     session: Session, rows: Rows, *, partial: bool = False, progress: Progress | None = None
 ) -> ImportReport:
@@ -236,19 +253,7 @@ def assign_territory_rows(
         zip_input = parse_zip(row.get("zip", ""))
         code = row.get("dealer_code", "").upper()
         key = zip_input.zip5 if zip_input else row.get("zip", "")
-        reason = None
-        if "__error__" in row:
-            reason = row["__error__"]
-        elif zip_input is None or zip_input.zip5 not in centres:
-            reason = f"ZIP {row.get('zip')!r} is not a US ZIP code"
-        elif not code:
-            reason = "missing dealer_code"
-        elif code not in dealers:
-            reason = f"no dealer with code {code}"
-        elif zip_input.zip5 in first_line:
-            reason = f"duplicate ZIP {zip_input.zip5} (first on line {first_line[zip_input.zip5]})"
-        elif str(row.get("reassign_overdue", "")).strip().lower() not in _YES + _NO:
-            reason = "reassign_overdue must be yes or no"
+        reason = _territory_problem(row, zip_input, code, centres, dealers, first_line)
         if reason:
             report.rows.append(RowOutcome(line, key, "rejected", reason))
         else:

@@ -36,13 +36,8 @@ from leadsvc.extensions import db
 from leadsvc.followup.service import follow_up_for_app
 from leadsvc.jobs.queue import enqueue_rows, outbound_queues
 from leadsvc.ops.logs import describe_error
-from leadsvc.outbox.messages import (
-    give_back,
-    next_generation,
-    queued_before,
-    reclaim_expired,
-    take_for_dispatch,
-)
+from leadsvc.outbox.dispatch import give_back, next_generation, queued_before, take_for_dispatch
+from leadsvc.outbox.messages import reclaim_expired
 
 log = logging.getLogger(__name__)
 

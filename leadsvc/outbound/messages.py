@@ -35,12 +35,11 @@ SUBJECTS = {
 class Links:
     unsubscribe_url: str
     unsubscribe_mailto: str
-    preferences_url: str
     confirm_url: str | None
 
 
 def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Links:
-    """The person's unsubscribe link and mailto, their preferences page, and the confirm link
+    """The person's unsubscribe link and mailto, and the confirm link
     (for the lead's `signup`-th signup) when one is needed."""
     tokens = link_tokens(settings)
     unsubscribe = tokens.unsubscribe_token(lead_id)
@@ -50,7 +49,6 @@ def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Link
         unsubscribe_mailto=(
             f"mailto:{settings.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe)}"
         ),
-        preferences_url=f"{base}/preferences/{tokens.preferences_token(lead_id)}",
         confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id, signup)}" if confirm else None,
     )
 
@@ -79,7 +77,6 @@ def person_email(
         "list_name": LIST_NAME,
         "postal_address": settings.brand_postal_address,
         "unsubscribe_url": links.unsubscribe_url,
-        "preferences_url": links.preferences_url,
         "confirm_url": links.confirm_url,
         "confirm_days": settings.confirm_link_days,
         "dealer_name": dealer_name,

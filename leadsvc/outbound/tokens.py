@@ -20,7 +20,6 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 CONFIRM_SALT = "leadsvc.outbound.confirm"
 UNSUBSCRIBE_SALT = "leadsvc.outbound.unsubscribe"
-PREFERENCES_SALT = "leadsvc.outbound.preferences"
 VERP_SALT = b"leadsvc.outbound.verp"
 #: The envelope sender's local part before `+<token>`: `bounces+<token>@BOUNCE_DOMAIN`.
 VERP_LOCAL_PART = "bounces"
@@ -53,9 +52,6 @@ class LinkTokens:
     def unsubscribe_token(self, lead_id: int) -> str:
         return self._serializer(UNSUBSCRIBE_SALT).dumps(lead_id)
 
-    def preferences_token(self, lead_id: int) -> str:
-        return self._serializer(PREFERENCES_SALT).dumps(lead_id)
-
     def confirm_target(self, token: str) -> tuple[int, int]:
         """The lead id and the signup (its number) a confirmation link was sent for. A link
         made before signups were numbered carries the lead id alone: it counts as the first."""
@@ -68,9 +64,6 @@ class LinkTokens:
 
     def unsubscribe_lead_id(self, token: str) -> int:
         return self._lead_id(self._load(UNSUBSCRIBE_SALT, token, None))
-
-    def preferences_lead_id(self, token: str) -> int:
-        return self._lead_id(self._load(PREFERENCES_SALT, token, None))
 
     def verp_token(self, outbox_id: int) -> str:
         """The envelope token of outbox row `outbox_id` (`bounces+<token>@BOUNCE_DOMAIN`)."""
