@@ -101,7 +101,7 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
     engine = db.engine(app)
 
     def handed_off() -> None:
-        with engine.begin() as connection:
+        with _autocommit(engine) as connection:  # one statement: its own transaction
             moved = connection.execute(_HAND_OFF, _values(claim)).rowcount
         if moved != 1:
             raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
@@ -122,9 +122,7 @@ def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
             _describe(error),
         )
         raise
-    with engine.begin() as connection:
-        connection.execute(_ATTEMPT_SENT, _values(claim))
-        connection.execute(_ROW_SENT, _values(claim))
+    _record_sent(engine, claim)
     log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
     return SENT
 
@@ -160,6 +158,27 @@ _ROW_SENT = (
 )
 
 
+#: A waiting row becomes this try's: the UPDATE takes the row's lock and counts the try.
+_CLAIM_WAITING = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"), _OUTBOX.c.status.in_(WAITING))
+    .values(
+        status=SENDING,
+        attempts=_OUTBOX.c.attempts + 1,
+        lease_until=sa.bindparam("lease"),
+        next_attempt_at=None,
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(_OUTBOX.c.kind, _OUTBOX.c.lead_id, _OUTBOX.c.dealer_id, _OUTBOX.c.attempts)
+)
+_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+
+
+def _autocommit(engine: sa.Engine) -> sa.Connection:
+    """A connection on which each statement is its own transaction (no BEGIN, no COMMIT)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _values(claim: Claim) -> dict:
     return {
         "outbox_id": claim.outbox_id,
@@ -167,6 +186,13 @@ def _values(claim: Claim) -> dict:
         "attempt_id": claim.attempt_id,
         "now": utcnow(),
     }
+
+
+def _record_sent(engine: sa.Engine, claim: Claim) -> None:
+    """The try and the row are sent, in one transaction."""
+    with engine.begin() as connection:
+        connection.execute(_ATTEMPT_SENT, _values(claim))
+        connection.execute(_ROW_SENT, _values(claim))
 
 
 def _attempt(
@@ -192,7 +218,38 @@ def _attempt(
 
 
 def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Claim | None, str]:
-    """Make the row this try's, with its message prepared, and commit; or say why not."""
+    """Make the row this try's, with its message prepared, and commit; or say why not.
+
+    The usual case, a waiting row whose message may go out, is three statements: the claim
+    (an UPDATE that takes the row's lock), the message's reads, the attempt. Anything else
+    (a row in flight, final, or not to be sent) is decided by `_claim_locked`."""
+    now = utcnow()
+    claimed = session.execute(_CLAIM_WAITING, {
+        "outbox_id": outbox_id, "lease": lease_until(now, settings.job_timeout), "now": now,
+    }).first()  # fmt: skip
+    if claimed is not None:
+        ref = RowRef(outbox_id, claimed.kind, claimed.lead_id, claimed.dealer_id)
+        try:
+            prepared = kind_of(ref.kind).prepare(settings, session, ref)
+        except SQLAlchemyError:
+            raise
+        except Exception as error:  # recorded as this try's failure once the claim is committed
+            prepared = error
+        if not isinstance(prepared, Skip):
+            attempt_id = session.execute(_INSERT_ATTEMPT, {
+                "outbox_id": outbox_id, "number": claimed.attempts, "runner": runner[:64],
+                "outcome": "running", "started_at": now,
+            }).scalar_one()  # fmt: skip
+            session.commit()
+            return Claim(outbox_id, ref.kind, claimed.attempts, attempt_id, prepared), SENDING
+        session.rollback()  # not to be sent: decided below, with the row locked as it was
+    return _claim_locked(session, settings, outbox_id, runner)
+
+
+def _claim_locked(
+    session: Session, settings, outbox_id: int, runner: str
+) -> tuple[Claim | None, str]:
+    """The row locked and looked at: a duplicate, an expired try, a row not to be sent."""
     now = utcnow()
     row = lock_message(session, outbox_id)
     if row is None:
