@@ -13,6 +13,7 @@ from flask import g, request
 from flask_smorest import abort
 
 from leadsvc.auth.keys import Principal, authenticate
+from leadsvc.errors import ErrorSchema
 
 SECURITY_SCHEME = "bearerAuth"
 UNAUTHORIZED = "Please send a valid API key: Authorization: Bearer <key>."
@@ -62,3 +63,15 @@ def register_security_scheme(api) -> None:
             "description": "An API key from `leadsvc keys create`.",
         },
     )
+
+
+def keyed(blp):
+    """Document a keyed operation of `blp` in the OpenAPI: the bearer key it needs, and the
+    401 (missing or bad key) and 403 (a key of another role) it may answer."""
+
+    def decorate(view):
+        view = blp.alt_response(401, schema=ErrorSchema, description="Missing or bad API key")(view)
+        view = blp.alt_response(403, schema=ErrorSchema, description="Key of another role")(view)
+        return blp.doc(security=[{SECURITY_SCHEME: []}])(view)
+
+    return decorate

@@ -13,7 +13,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from leadsvc.auth import SECURITY_SCHEME, current_principal, requires
+from leadsvc.auth import current_principal, keyed, requires
 from leadsvc.dealers import directory, leads
 from leadsvc.dealers.adf import adf_document
 from leadsvc.dealers.formats import leads_csv
@@ -69,17 +69,6 @@ FEED_FORMATS_DOC = {
 }
 
 
-def _documented(blp: Blueprint):
-    """Auth and its error replies, on every operation of `blp`."""
-
-    def decorate(view):
-        view = blp.alt_response(401, schema=ErrorSchema, description="Missing or bad API key")(view)
-        view = blp.alt_response(403, schema=ErrorSchema, description="Key of another role")(view)
-        return blp.doc(security=[{SECURITY_SCHEME: []}])(view)
-
-    return decorate
-
-
 def _pager(name: str) -> CursorPager:
     return CursorPager(current_app.config["SECRET_KEY"], name)
 
@@ -110,7 +99,7 @@ class DealerLeads(MethodView):
     @dealer_blp.alt_response(400, schema=ErrorSchema, description="A cursor not issued for this")
     @dealer_blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
     @dealer_blp.doc(responses=FEED_FORMATS_DOC)
-    @_documented(dealer_blp)
+    @keyed(dealer_blp)
     def get(self, query):
         """The calling dealer's leads, oldest first, one page at a time
 
@@ -169,7 +158,7 @@ class DealerLead(MethodView):
     @requires("dealer")
     @dealer_blp.response(200, DealerLeadSchema)
     @dealer_blp.alt_response(404, schema=ErrorSchema, description="Not one of this dealer's leads")
-    @_documented(dealer_blp)
+    @keyed(dealer_blp)
     def get(self, lead_id: int):
         """One of the calling dealer's leads"""
         record = leads.dealer_lead(db.session, current_principal().dealer_id, lead_id)
@@ -184,7 +173,7 @@ class DealerLeadsAck(MethodView):
     @dealer_blp.arguments(AckSchema)
     @dealer_blp.response(200, AckReplySchema)
     @dealer_blp.alt_response(422, schema=ErrorSchema, description="Bad body")
-    @_documented(dealer_blp)
+    @keyed(dealer_blp)
     def post(self, body):
         """Acknowledge leads (idempotent); ids that are not this dealer's are reported not found"""
         acknowledged, not_found = leads.acknowledge(
@@ -197,7 +186,7 @@ class DealerLeadsAck(MethodView):
 class AdminDealers(MethodView):
     @requires("admin")
     @admin_blp.response(200, DealerListSchema)
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def get(self):
         """Every dealer, active or not"""
         return {"dealers": directory.list_dealers(db.session)}
@@ -209,7 +198,7 @@ class AdminDealer(MethodView):
     @admin_blp.arguments(DealerUpsertSchema)
     @admin_blp.response(200, ImportReplySchema)
     @admin_blp.alt_response(422, schema=ErrorSchema, description="Invalid dealer; nothing changed")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def put(self, body, code: str):
         """Create or update one dealer by code (validated as the CSV import validates)"""
         row = {key: "" if value is None else str(value) for key, value in body.items()}
@@ -222,7 +211,7 @@ class AdminDealerDeactivate(MethodView):
     @requires("admin")
     @admin_blp.response(200, DealerSchema)
     @admin_blp.alt_response(404, schema=ErrorSchema, description="No such dealer")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def post(self, code: str):
         """Deactivate a dealer; its unacknowledged leads move to their next dealer"""
         try:
@@ -238,7 +227,7 @@ class AdminTerritories(MethodView):
     @admin_blp.arguments(TerritoriesSchema)
     @admin_blp.response(200, ImportReplySchema)
     @admin_blp.alt_response(422, schema=ErrorSchema, description="Invalid rows; nothing changed")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def post(self, body):
         """Assign ZIPs to dealers (territory overrides); all rows are checked first"""
         rows = [(n, row) for n, row in enumerate(body["assignments"], 1)]
@@ -264,7 +253,7 @@ class AdminUnassigned(MethodView):
     @admin_blp.arguments(PageQuerySchema, location="query")
     @admin_blp.response(200, LeadPageSchema)
     @admin_blp.alt_response(400, schema=ErrorSchema, description="A cursor not issued for this")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def get(self, query):
         """The unassigned pool: leads no dealer receives (e.g. military ZIPs)"""
         pager = _pager("unassigned")
@@ -282,7 +271,7 @@ class AdminLeadDealer(MethodView):
     @admin_blp.response(200, DealerLeadSchema)
     @admin_blp.alt_response(404, schema=ErrorSchema, description="No such lead")
     @admin_blp.alt_response(422, schema=ErrorSchema, description="No such active dealer")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def put(self, body, lead_id: int):
         """Reassign a lead to a dealer (or to the unassigned pool with null); the move is kept"""
         try:

@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from leadsvc.auth import SECURITY_SCHEME, current_principal, requires
+from leadsvc.auth import current_principal, keyed, requires
 from leadsvc.dealers.models import Dealer
 from leadsvc.errors import ErrorSchema
 from leadsvc.extensions import db
@@ -39,21 +39,12 @@ admin_blp = Blueprint(
 )
 
 
-def _documented(blp: Blueprint):
-    def decorate(view):
-        view = blp.alt_response(401, schema=ErrorSchema, description="Missing or bad API key")(view)
-        view = blp.alt_response(403, schema=ErrorSchema, description="Key of another role")(view)
-        return blp.doc(security=[{SECURITY_SCHEME: []}])(view)
-
-    return decorate
-
-
 @dealer_blp.route("/leads/<int(max=9223372036854775807):lead_id>/answer")
 class DealerLeadAnswer(MethodView):
     @requires("dealer")
     @dealer_blp.response(200, AnswerReplySchema)
     @dealer_blp.alt_response(404, schema=ErrorSchema, description="Not one of this dealer's leads")
-    @_documented(dealer_blp)
+    @keyed(dealer_blp)
     def post(self, lead_id: int):
         """Mark a lead answered (the CRM contacted the person); idempotent
 
@@ -84,7 +75,7 @@ class AdminFollowUpFigures(MethodView):
     @requires("admin")
     @admin_blp.arguments(FiguresQuerySchema, location="query")
     @admin_blp.response(200, FiguresListSchema)
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def get(self, query):
         """Follow-up figures of every dealer (times to answer in business hours)"""
         dealers = list(db.session.scalars(sa.select(Dealer).order_by(Dealer.code)))
@@ -107,7 +98,7 @@ class AdminFollowUpFigures(MethodView):
 class AdminHolidays(MethodView):
     @requires("admin")
     @admin_blp.response(200, HolidayListSchema)
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def get(self):
         """Closed days added on top of US federal holidays"""
         rows = db.session.execute(
@@ -121,7 +112,7 @@ class AdminHolidays(MethodView):
     @admin_blp.arguments(HolidaySchema)
     @admin_blp.response(200, HolidaySchema)
     @admin_blp.alt_response(422, schema=ErrorSchema, description="No such dealer")
-    @_documented(admin_blp)
+    @keyed(admin_blp)
     def post(self, body):
         """Add a closed day, for one dealer or for all; clocks skip it from the next pass"""
         dealer_id = None
