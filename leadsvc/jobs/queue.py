@@ -1,11 +1,14 @@
 """rq plumbing: the Redis client, the outbound queues, and handing outbox rows to rq.
 
-Every job is `leadsvc.jobs.tasks.deliver(outbox_id)` with the JSON serializer, an explicit
-timeout, `Retry` with the configured intervals, and the job id `outbox-<id>-<generation>`.
-Rows reach here only through the dispatcher, which takes each row generation off the outbox
-exactly once (`leadsvc.outbox.messages.take_for_dispatch`), so a batch goes to rq with its bulk
-`enqueue_many` in one pipeline; a job that somehow runs twice finds its row settled and sends
-nothing (`leadsvc.jobs.tasks`).
+Every job is `leadsvc.jobs.tasks.deliver_rows(outbox_ids)`: one job delivers a batch of rows of
+one channel, so rq's own bookkeeping for a job (a few dozen Redis round trips) is paid once per
+batch rather than once per message. Jobs carry the JSON serializer, a timeout for the whole
+batch and the job id of their first row, `outbox-<id>-<generation>`. Retries are the outbox's
+own: a failed row goes back to pending with its next try's time, and the dispatcher hands it on
+again when that time comes. Rows reach here only through the dispatcher, which takes each row
+generation off the outbox exactly once (`leadsvc.outbox.dispatch.take_for_dispatch`), so the
+batches go to rq with its bulk `enqueue_many` in one pipeline; a job that somehow runs twice
+finds its rows settled and sends nothing (`leadsvc.jobs.tasks`).
 
 There is one queue per channel, and workers take from `webhooks` before `outbound` (emails).
 """
@@ -15,13 +18,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 import redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.serializers import JSONSerializer
 
-from leadsvc.outbox.kinds import CHANNELS, channel_of
-from leadsvc.outbox.messages import QueuedRow
+from leadsvc.outbox.kinds import CHANNELS
 
-JOB_FUNCTION = "leadsvc.jobs.tasks.deliver"
+JOB_FUNCTION = "leadsvc.jobs.tasks.deliver_rows"
 #: Failed jobs stay inspectable in rq this long; the outbox keeps its own record regardless.
 FAILURE_TTL = 7 * 86_400
 #: A job's outcome is in the outbox and its attempts: rq keeps no result.
@@ -41,31 +43,24 @@ def outbound_queues(connection: redis.Redis, job_timeout: int) -> list[Queue]:
     ]
 
 
-def retry_policy(settings) -> Retry:
-    """rq retries a failed try after each configured interval (the worker's scheduler runs it)."""
-    intervals = list(settings.job_retry_intervals)
-    return Retry(max=len(intervals), interval=intervals)
-
-
-def enqueue_rows(queues: list[Queue], rows: list[QueuedRow], settings) -> None:
-    """Put outbox rows on rq, each on its channel's queue, in one Redis round trip."""
+def enqueue_batches(queues: list[Queue], batches, settings) -> None:
+    """Put batches of outbox rows on rq, each on its channel's queue, in one Redis round trip."""
     by_name = {queue.name: queue for queue in queues}
-    batches: dict[str, list] = defaultdict(list)
-    retry = retry_policy(settings)
-    for row in rows:
-        batches[channel_of(row.kind)].append(
+    jobs: dict[str, list] = defaultdict(list)
+    for batch in batches:
+        ids = [row.id for row in batch.rows]
+        jobs[batch.channel].append(
             Queue.prepare_data(
                 JOB_FUNCTION,
-                args=[row.id],
-                timeout=settings.job_timeout,
+                args=[ids],
+                timeout=settings.job_timeout * len(ids),
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
-                description=f"deliver outbox {row.id} ({row.kind})",
-                job_id=row.job_id,
-                retry=retry,
+                description=f"deliver outbox rows {ids[0]}..{ids[-1]} ({len(ids)})",
+                job_id=batch.job_id,
             )
         )
     with queues[0].connection.pipeline() as pipeline:
-        for name, batch in batches.items():
-            by_name[name].enqueue_many(batch, pipeline=pipeline)
+        for name, batch_jobs in jobs.items():
+            by_name[name].enqueue_many(batch_jobs, pipeline=pipeline)
         pipeline.execute()

@@ -34,7 +34,7 @@ from leadsvc.consent.chain import seal_for_app
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
 from leadsvc.followup.service import follow_up_for_app
-from leadsvc.jobs.queue import enqueue_rows, outbound_queues
+from leadsvc.jobs.queue import enqueue_batches, outbound_queues
 from leadsvc.ops.logs import describe_error
 from leadsvc.outbox.dispatch import give_back, next_generation, queued_before, take_for_dispatch
 from leadsvc.outbox.messages import reclaim_expired
@@ -47,8 +47,10 @@ MAX_GENERATIONS = 20
 SWEEP_GRACE_SECONDS = 30
 #: A job still "started" this long after its timeout lost its worker.
 LOST_AFTER_SECONDS = 30
-#: Rows taken per dispatch batch.
+#: Rows taken per dispatch.
 BATCH = 500
+#: Rows one rq job delivers at the most (rq's bookkeeping is paid once per job).
+JOB_BATCH = 20
 #: Seconds between two looks for new rows when the last found none.
 POLL_SECONDS = 0.05
 #: Longest pause between tries while the database or Redis is unreachable.
@@ -82,16 +84,16 @@ class Relay:
         handed = 0
         while True:
             with self.sessions() as session:
-                rows = take_for_dispatch(session, BATCH)
-            if not rows:
+                batches = take_for_dispatch(session, BATCH, JOB_BATCH)
+            if not batches:
                 return handed
             try:
-                enqueue_rows(self.queues, rows, self.settings)
+                enqueue_batches(self.queues, batches, self.settings)
             except redis.exceptions.RedisError:
                 with self.sessions() as session:
-                    give_back(session, rows)
+                    give_back(session, batches)
                 raise
-            handed += len(rows)
+            handed += sum(len(batch.rows) for batch in batches)
 
     def full_pass(self) -> RelayReport:
         """Settle expired tries, seal consent events, dispatch, sweep (see the module)."""
@@ -115,12 +117,12 @@ class Relay:
                 rows = queued_before(session, moment, after_id, BATCH)
             if not rows:
                 return swept, given_up
-            after_id = rows[-1].id
-            jobs = Job.fetch_many(
-                [row.job_id for row in rows], connection=self.connection, serializer=JSONSerializer
-            )
-            for row, job in zip(rows, jobs, strict=True):
-                if not self._lost(job):
+            after_id = rows[-1][0].id
+            job_ids = sorted({job_id for _, job_id in rows})
+            jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=JSONSerializer)
+            lost = {job_id for job_id, job in zip(job_ids, jobs, strict=True) if self._lost(job)}
+            for row, job_id in rows:
+                if job_id not in lost:
                     continue
                 with self.sessions() as session:
                     outcome = next_generation(session, row, MAX_GENERATIONS)
@@ -136,7 +138,7 @@ class Relay:
             return False
         if status == JobStatus.STARTED:
             started = job.started_at
-            limit = self.settings.job_timeout + LOST_AFTER_SECONDS
+            limit = (job.timeout or self.settings.job_timeout) + LOST_AFTER_SECONDS
             return started is not None and utcnow() - started > timedelta(seconds=limit)
         if status == JobStatus.QUEUED:
             # Taken off its queue by a worker that died before starting it: in no queue, and

@@ -12,8 +12,9 @@ in-process drainer alike:
    .eml file, the webhook request) the row is marked `handed_off` if the claim is still this
    try's (one conditional UPDATE, committed). A try that lost its claim (it ran past its lease
    and another took over) stops here without sending;
-3. finish: `sent`; or, for a definite failure, back to waiting with the next try's time (rq's
-   Retry runs it, or the drainer) or `failed` when the tries are used up or the failure is
+3. finish: `sent`; or, for a definite failure, back to pending with the next try's time (the
+   dispatcher or the drainer hands it on when it comes) or `failed` when the tries are used up or
+   the failure is
    permanent; or `unknown` when the connection broke after the hand-off (the email may have
    arrived: never resent by itself). The exception is re-raised so rq records the failure too.
 
@@ -50,7 +51,6 @@ from leadsvc.outbox.messages import (
     HANDED_OFF,
     IN_FLIGHT,
     PENDING,
-    QUEUED,
     SENDING,
     SENT,
     SKIPPED,
@@ -82,11 +82,36 @@ class Claim:
     outgoing: Any
 
 
-def deliver(outbox_id: int) -> str:
-    """The rq job function (the worker runs it inside the app context)."""
+class RowsFailed(Exception):
+    """Some rows of a batch failed this try (each is recorded on its row and will be retried
+    by the outbox when its next try is due); raised so that rq records the job as failed."""
+
+
+def deliver_rows(outbox_ids: list[int]) -> dict[str, int]:
+    """The rq job function: deliver a batch of rows (the worker runs it in the app context).
+
+    Each row is its own try, claimed, sent and recorded on its own, so one row's failure does
+    not hold back the others; the job fails at the end if any row failed."""
     job = get_current_job()
     app = current_app._get_current_object()
-    return run_delivery(app, outbox_id, runner=job.id if job else IN_PROCESS)
+    runner = job.id if job else IN_PROCESS
+    outcomes: dict[str, int] = {}
+    failed = []
+    for outbox_id in outbox_ids:
+        try:
+            outcome = run_delivery(app, outbox_id, runner=runner)
+        except Exception:  # recorded on the row and logged by run_delivery; the job fails below
+            failed.append(outbox_id)
+            outcome = "failed"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if failed:
+        raise RowsFailed(f"{len(failed)} of {len(outbox_ids)} rows failed: {failed}")
+    return outcomes
+
+
+def deliver(outbox_id: int) -> dict[str, int]:
+    """A one-row job (the form rq jobs had before rows went in batches)."""
+    return deliver_rows([outbox_id])
 
 
 def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
@@ -315,8 +340,8 @@ def _record_failure(session: Session, settings, claim: Claim, error: Exception, 
         attempt.outcome = "failed"
         if getattr(error, "permanent", False) or row.attempts >= settings.max_attempts:
             row.status = FAILED
-        else:  # rq's Retry runs the same job again; the drainer picks the row up when due
-            row.status = PENDING if runner == IN_PROCESS else QUEUED
+        else:  # the dispatcher (or the drainer) hands it on again when its next try is due
+            row.status, row.job_id = PENDING, None
             row.next_attempt_at = now + retry_delay(settings.job_retry_intervals, row.attempts)
     row.lease_until, row.last_error, row.updated_at = None, message, now
     session.commit()

@@ -4,12 +4,14 @@ is gone back to pending under their next generation."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
+from leadsvc.outbox.kinds import channel_of
 from leadsvc.outbox.messages import (
     FAILED,
     PENDING,
@@ -23,8 +25,18 @@ from leadsvc.outbox.models import OutboxMessage
 _TABLE = OutboxMessage.__table__
 
 
-def take_for_dispatch(session: Session, limit: int = 500) -> list[QueuedRow]:
-    """Move up to `limit` due pending rows to `queued` and return them; commits.
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one channel that one rq job delivers, in order."""
+
+    job_id: str
+    channel: str
+    rows: tuple[QueuedRow, ...]
+
+
+def take_for_dispatch(session: Session, limit: int = 500, batch_size: int = 20) -> list[Batch]:
+    """Move up to `limit` due pending rows to `queued`, in batches of at most `batch_size` rows
+    of one channel, each named by its job id; commits.
 
     Rows another dispatcher is taking at the same moment are skipped (FOR UPDATE SKIP LOCKED on
     PostgreSQL; SQLite has one writer at a time), so each row generation is handed to rq by
@@ -42,13 +54,33 @@ def take_for_dispatch(session: Session, limit: int = 500) -> list[QueuedRow]:
         .values(status=QUEUED, updated_at=utcnow())
         .returning(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.generation)
     ).all()
+    batches = _batches([QueuedRow(*row) for row in sorted(taken)], batch_size)
+    for batch in batches:
+        session.execute(
+            sa.update(_TABLE)
+            .where(_TABLE.c.id.in_([row.id for row in batch.rows]))
+            .values(job_id=batch.job_id)
+        )
     session.commit()
-    return [QueuedRow(*row) for row in sorted(taken)]
+    return batches
 
 
-def give_back(session: Session, rows: list[QueuedRow]) -> int:
+def _batches(rows: list[QueuedRow], size: int) -> list[Batch]:
+    by_channel: dict[str, list[QueuedRow]] = {}
+    for row in rows:
+        by_channel.setdefault(channel_of(row.kind), []).append(row)
+    batches = []
+    for channel, channel_rows in by_channel.items():
+        for start in range(0, len(channel_rows), size):
+            chunk = tuple(channel_rows[start : start + size])
+            batches.append(Batch(chunk[0].job_id, channel, chunk))
+    return batches
+
+
+def give_back(session: Session, batches: list[Batch]) -> int:
     """Rows whose hand-off to rq failed go back to pending under their next generation (their
     job may or may not have reached Redis); commits. Returns how many were still queued."""
+    rows = [row for batch in batches for row in batch.rows]
     if not rows:
         return 0
     changed = session.execute(
@@ -57,7 +89,9 @@ def give_back(session: Session, rows: list[QueuedRow]) -> int:
             sa.tuple_(_TABLE.c.id, _TABLE.c.generation).in_([(r.id, r.generation) for r in rows]),
             _TABLE.c.status == QUEUED,
         )
-        .values(status=PENDING, generation=_TABLE.c.generation + 1, updated_at=utcnow())
+        .values(
+            status=PENDING, generation=_TABLE.c.generation + 1, job_id=None, updated_at=utcnow()
+        )
     ).rowcount
     session.commit()
     return changed
@@ -65,15 +99,17 @@ def give_back(session: Session, rows: list[QueuedRow]) -> int:
 
 def queued_before(
     session: Session, moment: datetime, after_id: int = 0, limit: int = 500
-) -> list[QueuedRow]:
-    """Queued rows last changed before `moment`, by id (the relay's sweep checks their jobs)."""
+) -> list[tuple[QueuedRow, str]]:
+    """Queued rows last changed before `moment`, by id, each with the id of the rq job that
+    holds it (the relay's sweep checks those jobs)."""
     rows = session.execute(
-        sa.select(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.generation)
+        sa.select(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.generation, _TABLE.c.job_id)
         .where(_TABLE.c.status == QUEUED, _TABLE.c.updated_at < moment, _TABLE.c.id > after_id)
         .order_by(_TABLE.c.id)
         .limit(limit)
     ).all()
-    return [QueuedRow(*row) for row in rows]
+    queued = [(QueuedRow(id, kind, generation), job) for id, kind, generation, job in rows]
+    return [(row, job or row.job_id) for row, job in queued]
 
 
 def next_generation(session: Session, row: QueuedRow, max_generations: int) -> str:
@@ -91,5 +127,6 @@ def next_generation(session: Session, row: QueuedRow, max_generations: int) -> s
     else:
         current.status = PENDING
         current.generation += 1
+    current.job_id = None
     session.commit()
     return current.status

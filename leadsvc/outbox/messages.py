@@ -276,6 +276,7 @@ def reclaim_expired(session: Session, max_attempts: int) -> dict[int, str]:
             interrupt(session, row, now, max_attempts)
             if row.status == PENDING:
                 row.generation += 1
+                row.job_id = None
             settled[row.id] = row.status
         session.commit()
     return settled

@@ -48,7 +48,9 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: While sending: when the try's claim runs out (its job timeout has certainly passed).
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: The rq job id is `outbox-<id>-<generation>`; a re-enqueue after a lost job takes the next.
+    #: While queued: the rq job that holds the row (one job delivers a batch of rows of one
+    #: channel). A re-enqueue after a lost job takes the row's next generation.
+    job_id: Mapped[str | None] = mapped_column(sa.String(64))
     generation: Mapped[int] = mapped_column(sa.Integer, default=1)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -49,6 +49,10 @@ def make_old(session) -> None:
     session.commit()
 
 
+def job_of_id(redis, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=redis, serializer="json")
+
+
 def job_of(redis, row, generation: int = 1) -> Job:
     return Job.fetch(f"outbox-{row.id}-{generation}", connection=redis, serializer="json")
 
@@ -83,8 +87,11 @@ def test_a_running_relay_dispatches_a_signup_at_once(rq_app, redis, session, run
     assert queued_ids(redis, rq_app) == [f"outbox-{row.id}-1"]
     assert kinds_and_statuses(session) == [("welcome_email", "queued")]
     job = job_of(redis, row)
-    assert (job.func_name, job.args, job.timeout) == ("leadsvc.jobs.tasks.deliver", [row.id], 3)
-    assert (job.retries_left, job.retry_intervals) == (2, [1, 1])
+    assert (job.func_name, job.args, job.timeout) == (
+        "leadsvc.jobs.tasks.deliver_rows",
+        [[row.id]],
+        3,
+    )
 
 
 def test_two_relays_never_hand_on_the_same_row(rq_app, redis, session):
@@ -98,8 +105,10 @@ def test_two_relays_never_hand_on_the_same_row(rq_app, redis, session):
         thread.start()
     for thread in threads:
         thread.join(30)
-    ids = queued_ids(redis, rq_app)
-    assert sum(counts) == 120 and len(ids) == 120 and len(set(ids)) == 120
+    job_ids = queued_ids(redis, rq_app)
+    assert sum(counts) == 120 and len(job_ids) == len(set(job_ids)) == 6  # batches of 20
+    held = [row_id for job_id in job_ids for row_id in job_of_id(redis, job_id).args[0]]
+    assert len(held) == 120 and len(set(held)) == 120  # every row in exactly one job
     assert {status for _, status in kinds_and_statuses(session)} == {"queued"}
 
 

@@ -11,8 +11,9 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from leadsvc.dealers import routing
-from leadsvc.jobs.queue import enqueue_rows, outbound_queues, redis_client
+from leadsvc.jobs.queue import enqueue_batches, outbound_queues, redis_client
 from leadsvc.jobs.relay import relay_once
+from leadsvc.outbox.dispatch import Batch
 from leadsvc.outbox.kinds import CHANNELS, EMAIL_CHANNEL
 from leadsvc.outbox.messages import QueuedRow
 from leadsvc.outbox.models import OutboxAttempt
@@ -121,7 +122,12 @@ def test_a_signup_is_delivered_by_the_worker(
     assert verify_signature(request)
 
     runners = dict(session.execute(sa.select(OutboxAttempt.outbox_id, OutboxAttempt.runner)).all())
-    assert runners == {row.id: f"outbox-{row.id}-1" for row in outbox(session)}  # rq job ids
+    rows = outbox(session)
+    assert runners == {row.id: row.job_id for row in rows}  # the rq job that held each row
+    hook = next(row for row in rows if row.kind == "dealer_webhook")
+    emails = [row for row in rows if row.kind != "dealer_webhook"]
+    assert runners[hook.id] == f"outbox-{hook.id}-1"  # webhooks: a job of their own channel
+    assert {runners[row.id] for row in emails} == {f"outbox-{emails[0].id}-1"}  # one batch
     for row in outbox(session):
         assert attempts(session, row.id) == [(1, "sent")]
 
@@ -133,7 +139,8 @@ def test_webhooks_are_taken_before_the_emails_queued_ahead_of_them(
     for n in range(3):  # a backlog: nine jobs, the emails of each signup queued first
         sign_up(rq_app, email=f"backlog-{n}@example.com")
     assert relay(rq_app).enqueued == 9
-    assert [Queue(name, connection=redis).count for name in CHANNELS] == [3, 6]
+    # One job per channel: the three webhooks in one, the six emails in another.
+    assert [Queue(name, connection=redis).count for name in CHANNELS] == [1, 1]
     worker()
     webhook_receiver.wait_for(3)
     smtp.wait_for(6, timeout=45)
@@ -145,7 +152,7 @@ def test_webhooks_are_taken_before_the_emails_queued_ahead_of_them(
     assert max(hooks) <= min(emails)
 
 
-def test_a_failing_webhook_is_retried_by_rq_with_growing_intervals(
+def test_a_failing_webhook_is_retried_by_the_outbox_at_its_intervals(
     rq_app, session, webhook_receiver, worker, relay_process
 ):
     add_dealer(session, webhook_url=webhook_receiver.url)
@@ -242,7 +249,8 @@ def test_duplicate_jobs_for_one_row_send_once(rq_app, session, smtp, worker, red
     [row] = outbox(session)
     settings = rq_app.config["LEADSVC_SETTINGS"]
     queues = outbound_queues(redis, settings.job_timeout)
-    enqueue_rows(queues, [QueuedRow(row.id, row.kind, 7)], settings)  # a second job, another id
+    second = QueuedRow(row.id, row.kind, 7)
+    enqueue_batches(queues, [Batch(second.job_id, "outbound", (second,))], settings)
     assert Queue(EMAIL_CHANNEL, connection=redis).count == 2
     worker()  # started once both jobs are queued
     smtp.wait_for(1)
