@@ -92,7 +92,11 @@ class LeadsvcApi(Api):
         errors = first_messages(errors) if errors else None
         if message is None:
             message = FIELD_ERRORS_MESSAGE if error.code == 422 else error.description
-        return error_reply(error.code or 500, message, errors, data.get("headers"))
+        headers = {
+            name: value for name, value in error.get_headers() if name.lower() != "content-type"
+        }  # werkzeug's own, such as Allow on a 405 (RFC 9110 requires it)
+        headers.update(data.get("headers") or {})
+        return error_reply(error.code or 500, message, errors, headers)
 
 
 def _database_error(error: DBAPIError):

@@ -31,3 +31,14 @@ def test_the_request_session_gives_its_connection_back_at_teardown(app, leave):
     assert reply.status_code == 200
     assert reply.get_data(as_text=True) == str(leave == "transaction")
     assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/api/v1/signups", {"POST", "OPTIONS"}), ("/signup", {"POST", "OPTIONS"})],
+)
+def test_a_method_not_allowed_says_which_are(client, path, allowed):
+    """RFC 9110: a 405 carries Allow, on the API and on the pages."""
+    reply = client.delete(path)
+    assert reply.status_code == 405
+    assert {method.strip() for method in reply.headers["Allow"].split(",")} >= allowed
