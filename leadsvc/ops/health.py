@@ -45,7 +45,8 @@ def _routing() -> str:
         table = routing_table()
     except (sa.exc.DBAPIError, RuntimeError):
         return "not loaded"
-    return "ok" if table.version else "no routing table built"
+    # No dealers yet is ready: signups are taken and wait in the unassigned pool.
+    return "ok" if table.version else "no dealers yet"
 
 
 @blp.get("/readyz")
@@ -54,5 +55,5 @@ def readyz():
     settings = current_app.config["LEADSVC_SETTINGS"]
     checks = {"database": _database(), "redis": _redis(settings.redis_url)}
     checks["routing"] = _routing() if checks["database"] == "ok" else "not loaded"
-    ready = all(value in ("ok", "not configured") for value in checks.values())
+    ready = all(value in ("ok", "not configured", "no dealers yet") for value in checks.values())
     return {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503

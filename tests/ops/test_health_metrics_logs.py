@@ -90,14 +90,17 @@ def test_readyz_without_redis_configured_is_ready_embedded(make_app, session):
     }
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_fresh_deployment_without_dealers_is_ready(make_app, session):
+    """No dealers yet: signups are taken and wait in the unassigned pool."""
+    response = make_app().test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["routing"] == "no dealers yet"
+
+
 @pytest.mark.parametrize(
     ("changes", "with_dealer", "checks"),
     [
-        (
-            {},
-            False,
-            {"database": "ok", "redis": "not configured", "routing": "no routing table built"},
-        ),
         (
             {"redis_url": CLOSED_REDIS},
             True,
@@ -109,7 +112,7 @@ def test_readyz_without_redis_configured_is_ready_embedded(make_app, session):
             {"database": "unreachable", "redis": "not configured", "routing": "not loaded"},
         ),
     ],
-    ids=["no-routing-table", "redis-down", "postgresql-unreachable"],
+    ids=["redis-down", "postgresql-unreachable"],
 )
 def test_readyz_answers_503_naming_the_failing_part(
     make_app, session, changes, with_dealer, checks
