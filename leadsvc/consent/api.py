@@ -9,8 +9,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from leadsvc.auth import SECURITY_SCHEME, current_principal, requires
+from leadsvc.auth import current_principal, keyed, requires
 from leadsvc.consent.export import FORMATS, stream_export
+from leadsvc.consent.service import parse_when
 from leadsvc.consent.subjects import erase_subject, lookup_subject
 from leadsvc.errors import ErrorSchema
 from leadsvc.extensions import db
@@ -27,20 +28,30 @@ MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in MEDIA.values()}
 
 
-def _documented(view):
-    view = blp.alt_response(401, schema=ErrorSchema, description="Missing or bad API key")(view)
-    view = blp.alt_response(403, schema=ErrorSchema, description="Key of another role")(view)
-    return blp.doc(security=[{SECURITY_SCHEME: []}])(view)
+class When(fields.String):
+    """A date (its midnight) or a date and time, ISO 8601; without an offset it is UTC (the
+    same as the `leadsvc export consent` command takes)."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 date or date and time."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse_when(text)
+        except ValueError:
+            raise self.make_error("invalid") from None
 
 
 class ExportQuerySchema(Schema):
-    start = fields.AwareDateTime(
+    start = When(
         data_key="from",
         load_default=None,
-        metadata={"description": "Events at or after (default: all)"},
+        metadata={"description": "Events at or after (a date or date and time; default: all)"},
     )
-    end = fields.AwareDateTime(
-        data_key="to", load_default=None, metadata={"description": "Events before (default: now)"}
+    end = When(
+        data_key="to",
+        load_default=None,
+        metadata={"description": "Events before (a date or date and time; default: now)"},
     )
     format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))
 
@@ -95,7 +106,7 @@ class ConsentEvents(MethodView):
         }
     )
     @blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
-    @_documented
+    @keyed(blp)
     def get(self, query):
         """Every consent event in the range, streamed (each export is audited)"""
         start, end = export_range(query["start"], query["end"])
@@ -115,7 +126,7 @@ class Subjects(MethodView):
     @blp.arguments(SubjectQuerySchema, location="query")
     @blp.response(200, description="Everything held about the person (a data access request)")
     @blp.alt_response(422, schema=ErrorSchema, description="No email given")
-    @_documented
+    @keyed(blp)
     def get(self, query):
         """Everything held about one person: lead, consent history, emails, dealers notified"""
         return _jsonable(lookup_subject(db.session, query["email"]))
@@ -127,7 +138,7 @@ class Erasures(MethodView):
     @blp.arguments(ErasureSchema)
     @blp.response(200, ErasureReplySchema)
     @blp.alt_response(422, schema=ErrorSchema, description="No email given")
-    @_documented
+    @keyed(blp)
     def post(self, body):
         """Erase a person (idempotent): personal fields removed, consent kept under a keyed hash"""
         report = erase_subject(db.session, body["email"], consent_context(None))

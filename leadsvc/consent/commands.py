@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 
 from leadsvc.consent import chain, retention
 from leadsvc.consent.export import FORMATS, ExportCounter, stream_export
-from leadsvc.consent.service import list_texts, publish_text
+from leadsvc.consent.service import list_texts, parse_when, publish_text
 from leadsvc.extensions import db
 
 
@@ -83,10 +83,9 @@ def _when(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return parse_when(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @click.group("export")

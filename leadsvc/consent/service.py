@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -153,3 +154,10 @@ def publish_text(session: Session, text: str) -> ConsentText:
     if cache is not None:
         cache.active = None  # this process sees the new version at once
     return published
+
+
+def parse_when(value: str) -> datetime:
+    """An ISO 8601 date or date and time as the export's bounds take it: a plain date is its
+    midnight, and a time without an offset is UTC. ValueError for anything else."""
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -314,3 +314,27 @@ def test_subject_hashes_are_hmac_sha256_of_the_address_in_lower_case():
     assert chain.subject_key("t" * 40) != key
     expected = hmac.new(key, "zoë.o'brien@example.com".encode(), hashlib.sha256).hexdigest()
     assert chain.subject_hash("  Zoë.O'Brien@Example.COM ", key) == expected
+
+
+def test_export_takes_plain_dates_as_the_command_does(client, session, keys):
+    """`from`/`to` as plain dates (their midnight, UTC) or dates and times, as the CLI takes
+    them; anything else is a 422 naming the field."""
+    sign_up(client, email="dated@example.com")
+    today = datetime.now(UTC).date()
+    query = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    reply = client.get(
+        "/api/v1/consent/events", query_string=query, headers=auth(keys["compliance"])
+    )
+    assert reply.status_code == 200
+    assert "dated@example.com" in reply.get_data(as_text=True)
+    before = {"to": today.isoformat()}
+    reply = client.get(
+        "/api/v1/consent/events", query_string=before, headers=auth(keys["compliance"])
+    )
+    assert reply.status_code == 200 and "dated@example.com" not in reply.get_data(as_text=True)
+    bad = client.get(
+        "/api/v1/consent/events",
+        query_string={"from": "yesterday"},
+        headers=auth(keys["compliance"]),
+    )
+    assert bad.status_code == 422 and "from" in bad.get_json()["errors"]
