@@ -6,6 +6,7 @@ command that needs one (`with db.sessionmaker(app)() as session:`); models never
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,12 +131,20 @@ def alembic_config(connection: sa.Connection):
 
 def upgrade_schema(engine: sa.Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to `revision` (the `release` step and the embedded start)."""
-    from alembic import command
-
     if not MIGRATIONS_PATH.is_dir():
         raise RuntimeError(f"migration scripts not found at {MIGRATIONS_PATH}")
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
+    # Alembic narrates each step at INFO (about fifteen lines on a fresh database); the start-up
+    # summary says what matters, and its warnings and errors still show.
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(max(level, logging.WARNING))
+    try:
+        from alembic import command
+
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+    finally:
+        alembic_log.setLevel(level)
 
 
 def downgrade_schema(engine: sa.Engine, revision: str) -> None:
