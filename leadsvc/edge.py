@@ -68,17 +68,27 @@ def signup_email_limit() -> str:
 LIMITER_KEY = "leadsvc.limiter"
 
 
+def _taken(response) -> bool:
+    return response.status_code < 400
+
+
 def limit_signups(app: Flask, blueprint) -> None:
     """Both signup limits on the POST routes of `blueprint`, answered (429, Retry-After) in the
     form's failure wording. Applied to blueprints: Flask-Limiter's per-view decorators do not
     reach flask-smorest's MethodViews. Shared limits: the form and the API draw on one budget
-    per address and per email (a plain limit would count each endpoint apart)."""
+    per address and per email (a plain limit would count each endpoint apart).
+
+    The per-email limit counts only signups that were taken (a reply under 400): a request the
+    form refuses, for a missing email, a wrong body or any field to correct, gets its own
+    answer and spends nothing, so it never turns into a 429 for the next visitor behind the
+    same address."""
     app.extensions[LIMITER_KEY].shared_limit(
         signup_email_limit,
         "signup-email",
         key_func=email_key,
         error_message=FAILURE_MESSAGE,
         methods=["POST"],
+        deduct_when=_taken,
     )(blueprint)
     app.extensions[LIMITER_KEY].shared_limit(
         signup_ip_limit,

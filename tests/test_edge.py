@@ -558,3 +558,22 @@ def test_retry_after_is_sent_only_where_the_client_should_wait(make_app, session
     unavailable = api(down.test_client(), person(1))
     assert unavailable.status_code == 503
     assert unavailable.headers["Retry-After"] == "5"
+
+
+@only_sqlite
+def test_answers_that_ask_for_a_fix_come_before_the_per_email_limit(make_app, session):
+    """Requests the form refuses (no email, a body that is not JSON) spend nothing of the
+    per-email budget: each keeps getting its own answer, and a visitor behind the same address
+    who then fills the form in is taken."""
+    client = make_app(**LIMITED).test_client()
+    for n in range(3):  # more than the per-email limit (2), within the per-IP one (3)
+        no_email = api(client, {**person(n), "email": ""}, ip="198.51.100.40")
+        assert no_email.status_code == 422 and "email" in no_email.get_json()["errors"]
+    text = client.post(
+        "/api/v1/signups",
+        data="x",
+        content_type="text/plain",
+        environ_base={"REMOTE_ADDR": "198.51.100.41"},
+    )
+    assert text.status_code == 415
+    assert api(client, person(7), ip="198.51.100.42").status_code == 202
