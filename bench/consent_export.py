@@ -109,8 +109,13 @@ def plain_copy(engine: sa.Engine) -> tuple[int, float]:
 
 
 def export(url: str, fmt: str, instance: str, streams: int) -> tuple[int, float, int, float, float]:
-    result = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, url, fmt, instance, str(streams)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORT_SCRIPT, url, fmt, instance, str(streams)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     rows, elapsed, size, before, after = result.stdout.split()
@@ -125,8 +130,9 @@ def main() -> None:
     url = scratch_postgres(args.postgres)
     try:
         with tempfile.TemporaryDirectory() as instance:
-            app = create_app(Settings(database_url=url, secret_key=SECRET,
-                                      instance_path=Path(instance)))  # fmt: skip
+            app = create_app(
+                Settings(database_url=url, secret_key=SECRET, instance_path=Path(instance))
+            )
             engine = db.engine(app)
             upgrade_schema(engine)
             started = time.perf_counter()
@@ -143,8 +149,10 @@ def main() -> None:
         drop_postgres(args.postgres, url)
 
     base = copy_rows / copy_seconds
-    print(f"consent export benchmark ({copy_rows:,} events, PostgreSQL, export over {STREAMS} "
-          "connections)")  # fmt: skip
+    print(
+        f"consent export benchmark ({copy_rows:,} events, PostgreSQL, export over {STREAMS} "
+        "connections)"
+    )
     print(f"  plain COPY of the table (baseline)  : {base:>12,.0f} rows/s  ({copy_seconds:.2f} s)")
     for fmt, (rows, seconds, size, before, after) in results.items():
         rate = rows / seconds

@@ -62,8 +62,10 @@ def dealer_csv(session, count: int, seed: int = 7) -> str:
         "code,name,street,city,state,zip,phone,lead_email,webhook_url,webhook_secret,latitude,longitude"
     ]
     for n, (zip5, state) in enumerate(chosen, 1):
-        lines.append(f"B{n:03d},Bench dealer {n},1 Main St,Town,{state},{zip5},(800) 555-0100,"
-                     f"d{n}@example.com,,,,")  # fmt: skip
+        lines.append(
+            f"B{n:03d},Bench dealer {n},1 Main St,Town,{state},{zip5},(800) 555-0100,"
+            f"d{n}@example.com,,,,"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -108,9 +110,11 @@ def baseline_lookups_per_second(
     register_pgeocode_source(instance / "pgeocode")
     nominatim = pgeocode.Nominatim("us")
     with db.sessionmaker(app)() as session:
-        dealers = np.array(session.execute(
-            sa.text("SELECT latitude, longitude FROM dealers WHERE active ORDER BY code")
-        ).all())  # fmt: skip
+        dealers = np.array(
+            session.execute(
+                sa.text("SELECT latitude, longitude FROM dealers WHERE active ORDER BY code")
+            ).all()
+        )
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for zip5 in zips[:50]:
@@ -165,8 +169,14 @@ def rss_env(database_url: str, instance: Path) -> dict[str, str]:
 
 
 def rss_mb(kind: str, env: dict[str, str] | None = None) -> float:
-    result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, kind], capture_output=True,
-                            text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, kind],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     return float(result.stdout.strip())
@@ -202,11 +212,15 @@ def main() -> None:
     print(f"  lookups/s, pgeocode + haversine    : {slow:>14,.0f}")
     print(f"  speed-up                           : {fast / slow:>14,.0f}x   (goal >= 1000x)")
     for name, runs in (("PostgreSQL", pg_rebuilds), ("SQLite", sqlite_rebuilds)):
-        print(f"  rebuild, {name:<10} median / best : {statistics.median(runs):.3f} s / "
-              f"{min(runs):.3f} s   (goal < 1 s)")  # fmt: skip
+        print(
+            f"  rebuild, {name:<10} median / best : {statistics.median(runs):.3f} s / "
+            f"{min(runs):.3f} s   (goal < 1 s)"
+        )
     print(f"  web process RSS, tables loaded     : {web_rss:>8.1f} MB   (goal < 100 MB)")
-    print(f"  bare Python + Flask RSS (baseline) : {base_rss:>8.1f} MB   "
-          f"(leadsvc adds {web_rss - base_rss:.1f} MB)")  # fmt: skip
+    print(
+        f"  bare Python + Flask RSS (baseline) : {base_rss:>8.1f} MB   "
+        f"(leadsvc adds {web_rss - base_rss:.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -249,9 +249,14 @@ def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Cla
     (an UPDATE that takes the row's lock), the message's reads, the attempt. Anything else
     (a row in flight, final, or not to be sent) is decided by `_claim_locked`."""
     now = utcnow()
-    claimed = session.execute(_CLAIM_WAITING, {
-        "outbox_id": outbox_id, "lease": lease_until(now, settings.job_timeout), "now": now,
-    }).first()  # fmt: skip
+    claimed = session.execute(
+        _CLAIM_WAITING,
+        {
+            "outbox_id": outbox_id,
+            "lease": lease_until(now, settings.job_timeout),
+            "now": now,
+        },
+    ).first()
     if claimed is not None:
         ref = RowRef(outbox_id, claimed.kind, claimed.lead_id, claimed.dealer_id)
         try:
@@ -261,10 +266,16 @@ def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Cla
         except Exception as error:  # recorded as this try's failure once the claim is committed
             prepared = error
         if not isinstance(prepared, Skip):
-            attempt_id = session.execute(_INSERT_ATTEMPT, {
-                "outbox_id": outbox_id, "number": claimed.attempts, "runner": runner[:64],
-                "outcome": "running", "started_at": now,
-            }).scalar_one()  # fmt: skip
+            attempt_id = session.execute(
+                _INSERT_ATTEMPT,
+                {
+                    "outbox_id": outbox_id,
+                    "number": claimed.attempts,
+                    "runner": runner[:64],
+                    "outcome": "running",
+                    "started_at": now,
+                },
+            ).scalar_one()
             session.commit()
             return Claim(outbox_id, ref.kind, claimed.attempts, attempt_id, prepared), SENDING
         session.rollback()  # not to be sent: decided below, with the row locked as it was

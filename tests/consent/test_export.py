@@ -52,12 +52,23 @@ def events(client, session):
     assert session.get(Lead, routed).dealer_id is not None
     version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
     leads = zip([routed, None, 999_999, unrouted, routed], AWKWARD, strict=True)
-    session.execute(sa.insert(ConsentEvent), [
-        {"lead_id": lead, "subject": subject, "event_type": TYPES[n],
-         "text_version": version, "occurred_at": T0 + timedelta(seconds=n), "ip": ip,
-         "user_agent": agent, "source_url": url, "request_id": request_id}
-        for n, (lead, (subject, ip, agent, url, request_id)) in enumerate(leads)
-    ])  # fmt: skip
+    session.execute(
+        sa.insert(ConsentEvent),
+        [
+            {
+                "lead_id": lead,
+                "subject": subject,
+                "event_type": TYPES[n],
+                "text_version": version,
+                "occurred_at": T0 + timedelta(seconds=n),
+                "ip": ip,
+                "user_agent": agent,
+                "source_url": url,
+                "request_id": request_id,
+            }
+            for n, (lead, (subject, ip, agent, url, request_id)) in enumerate(leads)
+        ],
+    )
     session.commit()
     return session.scalars(
         sa.select(ConsentEvent.id).where(ConsentEvent.occurred_at >= T0).order_by(ConsentEvent.id)
@@ -71,14 +82,22 @@ def expected_rows(session, ids) -> list[dict]:
         event = session.get(ConsentEvent, event_id)
         lead = session.get(Lead, event.lead_id) if event.lead_id is not None else None
         dealer = session.get(Dealer, lead.dealer_id) if lead and lead.dealer_id else None
-        rows.append({
-            "event_id": event.id, "occurred_at": event.occurred_at, "event_type": event.event_type,
-            "subject": event.subject, "text_version": event.text_version,
-            "text_sha256": session.get(ConsentText, event.text_version).sha256,
-            "ip": event.ip, "user_agent": event.user_agent, "source_url": event.source_url,
-            "request_id": event.request_id, "dealer_code": dealer.code if dealer else None,
-            "current_status": lead.consent_status if lead is not None else "purged",
-        })  # fmt: skip
+        rows.append(
+            {
+                "event_id": event.id,
+                "occurred_at": event.occurred_at,
+                "event_type": event.event_type,
+                "subject": event.subject,
+                "text_version": event.text_version,
+                "text_sha256": session.get(ConsentText, event.text_version).sha256,
+                "ip": event.ip,
+                "user_agent": event.user_agent,
+                "source_url": event.source_url,
+                "request_id": event.request_id,
+                "dealer_code": dealer.code if dealer else None,
+                "current_status": lead.consent_status if lead is not None else "purged",
+            }
+        )
     return rows
 
 
@@ -159,11 +178,19 @@ def test_export_across_many_blocks_is_the_range_once_each_in_order(
     monkeypatch.setattr(export, "BLOCK_EVENTS", 2)
     version = session.scalar(sa.select(ConsentText.version).where(ConsentText.active))
     for offset in (-1, 3.5, -3):
-        session.execute(sa.insert(ConsentEvent), [
-            {"lead_id": None, "subject": f"late{n}@example.com", "event_type": "given",
-             "text_version": version, "occurred_at": T0 + timedelta(seconds=offset)}
-            for n in range(7)
-        ])  # fmt: skip
+        session.execute(
+            sa.insert(ConsentEvent),
+            [
+                {
+                    "lead_id": None,
+                    "subject": f"late{n}@example.com",
+                    "event_type": "given",
+                    "text_version": version,
+                    "occurred_at": T0 + timedelta(seconds=offset),
+                }
+                for n in range(7)
+            ],
+        )
     session.commit()
     start, end = T0 + timedelta(seconds=1), T0 + timedelta(seconds=4)
     wanted = session.scalars(

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,7 +32,6 @@ from tests.dealers.conftest import (
     sign_up,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 FIELDS = {
     "id",
     "first_name",
@@ -188,8 +186,8 @@ def test_status_and_since_filter_the_feed(client, session, keys):
     for params in (
         {"status": "acked"},
         {"since": "yesterday"},
-        {"since": "2021-06-01T00:00:00"},
-    ):  # fmt: skip  (a naive time is ambiguous)
+        {"since": "2021-06-01T00:00:00"},  # a naive time is ambiguous
+    ):
         reply = client.get(FEED, headers=keys["NY1"], query_string=params)
         assert reply.status_code == 422 and set(reply.get_json()["errors"]) == set(params)
 

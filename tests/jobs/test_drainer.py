@@ -1,9 +1,11 @@
 """The embedded default without Redis: the web process drains the outbox in a background thread."""
 
+import json
 import signal
 import sqlite3
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import sqlalchemy as sa
@@ -91,8 +93,6 @@ def ignore_sigint() -> None:
 def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
     """`leadsvc serve` with no Redis: demo dealers, the form, the welcome and ADF emails sent;
     then Ctrl-C or SIGTERM stops it, even started with SIGINT ignored (a background job)."""
-    import json
-    import urllib.request
 
     port = free_port()
     env = worker_env("", tmp_path, SMTP_URL=smtp.url)
@@ -109,23 +109,7 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
         preexec_fn=ignore_sigint,
     )
     try:
-
-        def answers():
-            assert process.poll() is None, process.stdout.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(answers, 90, "leadsvc serve to answer", 0.2)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/signups",
-            data=json.dumps(valid_signup()).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 202
+        sign_up_when_served(process, port, lambda: process.stdout.read(), 90)
         messages = smtp.wait_for(2, timeout=30)
 
         def rows():
@@ -155,35 +139,20 @@ def test_leadsvc_serve_alone_delivers_everything(tmp_path, smtp, stop_signal):
 def test_leadsvc_serve_on_postgresql_without_redis_delivers(tmp_path, smtp, fresh_postgres_url):
     """`leadsvc serve` on PostgreSQL with no REDIS_URL: its drainer delivers the outbox and
     seals the consent events, and its log carries no database error."""
-    import json
-    import urllib.request
 
     port = free_port()
     env = worker_env(fresh_postgres_url, tmp_path, SMTP_URL=smtp.url)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [LEADSVC, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
+            [LEADSVC, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-
-        def answers():
-            assert process.poll() is None, log_path.read_text()[-4000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(answers, 120, "leadsvc serve to answer", 0.2)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/signups",
-            data=json.dumps(valid_signup()).encode(),
-            headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 202
+    try:
+        sign_up_when_served(process, port, lambda: log_path.read_text()[-4000:], 120)
         messages = smtp.wait_for(1, timeout=30)  # no dealers: the welcome email alone
         engine = sa.create_engine(fresh_postgres_url)
         try:
@@ -203,3 +172,25 @@ def test_leadsvc_serve_on_postgresql_without_redis_delivers(tmp_path, smtp, fres
     assert [m["To"] for m in messages] == ["jane.doe@example.com"]
     text = log_path.read_text()
     assert "outbox drainer" not in text, text[-4000:]  # the drainer logs only its failures
+
+
+def sign_up_when_served(process, port: int, output, timeout: float) -> None:
+    """Wait until `leadsvc serve` answers on `port` (failing with `output()` if it exited),
+    then post one signup to it."""
+
+    def answers():
+        assert process.poll() is None, output()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(answers, timeout, "leadsvc serve to answer", 0.2)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/signups",
+        data=json.dumps(valid_signup()).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 202

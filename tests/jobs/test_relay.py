@@ -97,8 +97,9 @@ def test_a_running_relay_dispatches_a_signup_at_once(rq_app, redis, session, run
 def test_two_relays_never_hand_on_the_same_row(rq_app, redis, session):
     for n in range(120):
         sign_up(rq_app, n)
-    relays = [Relay(rq_app, redis_client(rq_app.config["LEADSVC_SETTINGS"].redis_url))
-              for _ in range(2)]  # fmt: skip
+    relays = [
+        Relay(rq_app, redis_client(rq_app.config["LEADSVC_SETTINGS"].redis_url)) for _ in range(2)
+    ]
     counts = []
     threads = [threading.Thread(target=lambda r=r: counts.append(r.dispatch())) for r in relays]
     for thread in threads:
