@@ -170,3 +170,62 @@ def test_route_max_km_sends_far_leads_to_the_unassigned_pool(make_app, session, 
             None,
             "unassigned",
         )
+
+
+def test_a_deactivated_dealer_s_clock_stops_and_its_leads_move_as_before(
+    app, client, session, dealers, clock
+):
+    from leadsvc.dealers.directory import deactivate_dealer
+
+    lead_id = sign_up(client, session, "ida@example.com")
+    run_at(app, clock, START)
+    clock.set(START + timedelta(hours=1))
+    assert deactivate_dealer(session, "NYA").moved_leads == 1
+    moved_at = START + timedelta(hours=1)
+    run_at(app, clock, moved_at)
+    session.rollback()
+    old, new = session.scalars(
+        sa.select(FollowUp).where(FollowUp.lead_id == lead_id).order_by(FollowUp.id)
+    ).all()
+    assert (old.dealer_id, old.state, old.reminded_at) == (dealers["NYA"], "closed", None)
+    assert (new.dealer_id, new.via, new.started_at) == (dealers["NYB"], "routing", moved_at)
+    # Past the first dealer's reminder and target: it hears nothing more about the lead.
+    for moment in (REMIND, DUE):
+        run_at(app, clock, moment)
+    assert ("dealer_reminder_email", "NYA") not in follow_up_notices(session, lead_id)
+    assert [(frm, reason) for frm, _, reason in moves(session, lead_id)] == [
+        (dealers["NYA"], "dealer_deactivated")
+    ]
+
+
+def test_an_open_turn_stands_still_while_its_dealer_is_inactive(
+    app, client, session, dealers, clock
+):
+    """A turn whose dealer is inactive (its lead not moved away) is paused, and on reactivation
+    its reminder and target move on by the business time that passed while it stood still."""
+    from leadsvc.dealers.models import Dealer
+
+    lead_id = sign_up(client, session, "jon@example.com")
+    run_at(app, clock, START)
+
+    def set_active(active: bool) -> None:
+        session.execute(sa.update(Dealer).where(Dealer.code == "NYA").values(active=active))
+        session.commit()
+
+    set_active(False)
+    run_at(app, clock, START + timedelta(hours=2))  # paused two business hours in
+    for moment in (REMIND, DUE + timedelta(hours=1)):  # both would have fired by now
+        run_at(app, clock, moment)
+    assert follow_up_notices(session, lead_id) == []
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+    set_active(True)
+    resumed_at = DUE + timedelta(hours=2)
+    run_at(app, clock, resumed_at)
+    session.rollback()
+    turn = session.scalars(sa.select(FollowUp).where(FollowUp.lead_id == lead_id)).one()
+    assert turn.paused_at is None and turn.state == "open"
+    assert turn.remind_at > resumed_at and turn.due_at > turn.remind_at
+    run_at(app, clock, turn.remind_at)
+    assert follow_up_notices(session, lead_id) == [("dealer_reminder_email", "NYA")]
+    run_at(app, clock, turn.due_at)
+    assert lead_of(session, lead_id).dealer_id == dealers["NYB"]
