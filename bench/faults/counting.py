@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from e2e_latency import RECEIVER_PORT
 
 SMTP_PORT = 8792
-OPEN_ROWS = sa.text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")
+OPEN_ROWS = sa.text(
+    "SELECT count(*) FROM outbox WHERE status IN ('pending', 'queued', 'sending', 'handed_off')"
+)
 
 
 class Sink:

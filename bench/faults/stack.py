@@ -223,6 +223,33 @@ class FaultStack:
         finally:
             engine.dispose()
 
+    def open_rows(self) -> list[str]:
+        """One line per outbox row still open: its status, job, and that job's state in rq."""
+        from rq.job import Job
+        from rq.serializers import JSONSerializer
+
+        import redis
+
+        rows = self.query(
+            sa.text(
+                "SELECT id, kind, status, job_id, attempts, updated_at FROM outbox "
+                "WHERE status IN ('pending', 'queued', 'sending') ORDER BY id"
+            )
+        )
+        connection = redis.Redis(port=REDIS_PORT)
+        lines = []
+        for row in rows:
+            job = Job.fetch_many([row.job_id], connection=connection, serializer=JSONSerializer)[0]
+            state = "no job in rq"
+            if job is not None:
+                state = (
+                    f"rq {job.get_status()} position {job.get_position()} started "
+                    f"{job.started_at} ended {job.ended_at} timeout {job.timeout}"
+                )
+            lines.append(f"{row.id} {row.kind} {row.status} attempts {row.attempts} "
+                         f"updated {row.updated_at} job {row.job_id}: {state}")
+        return lines
+
     def outbox_rows(self) -> list[sa.Row]:
         """(kind, status, count) of every outbox row."""
         return self.query(OUTBOX_ROWS)

@@ -80,6 +80,7 @@ def main() -> None:
         load = stack.paced_signups(args.rate, args.seconds, kill)
         stack.settle()
         outbox = stack.outbox_rows()
+        left_open = stack.open_rows()
         restarts = dict(stack.restarts)
         delivered = count_deliveries(stack.sink, stack.hooks, load.accepted, "r-")
 
@@ -95,6 +96,8 @@ def main() -> None:
     print("\n".join(delivered.lines(dealer_note=note)))
     print(f"  worker/relay restarts after exiting: {restarts or 0}")
     print("  outbox rows (kind, status, count): " + ", ".join(f"{k} {s} {c}" for k, s, c in outbox))
+    for line in left_open:
+        print(f"  left open: {line}")
 
 
 if __name__ == "__main__":
