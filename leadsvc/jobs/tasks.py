@@ -1,22 +1,24 @@
-"""The rq job: deliver one outbox row. It takes the row's id and opens its own sessions.
+"""The rq job: deliver a batch of outbox rows. It takes the rows' ids and opens its own sessions.
 
-One run of `run_delivery`, the same on PostgreSQL and SQLite, for the rq worker and the
-in-process drainer alike:
+One run of `deliver_batch`, the same on PostgreSQL and SQLite, for the rq worker (a batch) and
+the in-process drainer (one row at a time, `run_delivery`) alike:
 
-1. claim: lock the row; if it is final, or another try holds a live claim, record a
-   `duplicate` attempt and stop (a job delivered twice never sends twice). Otherwise the kind's
-   sender prepares the message from the lead and dealer as they are now (or says to skip it);
-   the try is counted, the row marked `sending` with a lease (job timeout + margin), a `running`
-   attempt recorded, and all of it committed before anything leaves the process;
-2. hand off: just before the point of no return (the final "." of SMTP DATA, the rename of the
-   .eml file, the webhook request) the row is marked `handed_off` if the claim is still this
-   try's (one conditional UPDATE, committed). A try that lost its claim (it ran past its lease
-   and another took over) stops here without sending;
-3. finish: `sent`; or, for a definite failure, back to pending with the next try's time (the
-   dispatcher or the drainer hands it on when it comes) or `failed` when the tries are used up or
-   the failure is
-   permanent; or `unknown` when the connection broke after the hand-off (the email may have
-   arrived: never resent by itself). The exception is re-raised so rq records the failure too.
+1. claim (`leadsvc.jobs.claims`): the batch's waiting rows are made this try's in one
+   transaction; a row that is final, or held by another try's live claim, gets a `duplicate`
+   attempt and is not sent (a job delivered twice never sends twice). The kind's sender
+   prepares each message from the lead and dealer as they are now (or says to skip it); each
+   try is counted, each row marked `sending` with a lease, a `running` attempt recorded, and
+   all of it committed before anything leaves the process;
+2. hand off (emails): just before the point of no return (the final "." of SMTP DATA, the
+   rename of the .eml file) the row is marked `handed_off` if the claim is still this try's (one
+   conditional UPDATE, committed). A try that lost its claim (it ran past its lease and another
+   took over) stops here without sending. A webhook needs no hand-off: the dealer deduplicates
+   on its delivery id, so sending it again is harmless;
+3. finish: `sent` (the batch's sent rows together, at its end); or, for a
+   definite failure, back to pending with the next try's time (the dispatcher or the drainer
+   hands it on when it comes) or `failed` when the tries are used up or the failure is
+   permanent; or `unknown` when the connection broke after an email's hand-off (it may have
+   arrived: never resent by itself). The job fails at the end so rq records the failure too.
 
 A process that dies mid-try leaves the row `sending` or `handed_off`; when the lease has run out
 the relay (or the next run of this job) decides as `leadsvc.outbox.messages.interrupt` says.
@@ -25,39 +27,30 @@ the relay (or the next run of this job) decides as `leadsvc.outbox.messages.inte
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
 from rq import get_current_job
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
 from leadsvc.extensions import db
+from leadsvc.jobs.claims import Claim, claim_rows
 from leadsvc.ops.logs import redact
 from leadsvc.outbox.kinds import (
     DeliveryError,
-    RowRef,
-    Skip,
     UncertainDelivery,
     is_idempotent,
     kind_of,
 )
 from leadsvc.outbox.messages import (
     FAILED,
-    FINAL,
     HANDED_OFF,
     IN_FLIGHT,
     PENDING,
     SENDING,
     SENT,
-    SKIPPED,
     UNKNOWN,
-    WAITING,
-    interrupt,
-    lease_until,
     lock_message,
     retry_delay,
 )
@@ -72,16 +65,6 @@ class LostClaim(Exception):
     """This try ran past its lease and another took the row over: it must not send."""
 
 
-@dataclass(frozen=True)
-class Claim:
-    outbox_id: int
-    kind: str
-    number: int
-    attempt_id: int
-    #: The prepared message, or the error that preparing it raised (recorded as the try's).
-    outgoing: Any
-
-
 class RowsFailed(Exception):
     """Some rows of a batch failed this try (each is recorded on its row and will be retried
     by the outbox when its next try is due); raised so that rq records the job as failed."""
@@ -90,23 +73,18 @@ class RowsFailed(Exception):
 def deliver_rows(outbox_ids: list[int]) -> dict[str, int]:
     """The rq job function: deliver a batch of rows (the worker runs it in the app context).
 
-    Each row is its own try, claimed, sent and recorded on its own, so one row's failure does
-    not hold back the others; the job fails at the end if any row failed."""
+    Each row is its own try, sent and recorded on its own, so one row's failure does not hold
+    back the others; the job fails at the end if any row failed."""
     job = get_current_job()
     app = current_app._get_current_object()
-    runner = job.id if job else IN_PROCESS
-    outcomes: dict[str, int] = {}
-    failed = []
-    for outbox_id in outbox_ids:
-        try:
-            outcome = run_delivery(app, outbox_id, runner=runner)
-        except Exception:  # recorded on the row and logged by run_delivery; the job fails below
-            failed.append(outbox_id)
-            outcome = "failed"
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    if failed:
+    outcomes, errors = deliver_batch(app, outbox_ids, runner=job.id if job else IN_PROCESS)
+    if errors:
+        failed = sorted(errors)
         raise RowsFailed(f"{len(failed)} of {len(outbox_ids)} rows failed: {failed}")
-    return outcomes
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
 
 
 def deliver(outbox_id: int) -> dict[str, int]:
@@ -116,40 +94,76 @@ def deliver(outbox_id: int) -> dict[str, int]:
 
 def run_delivery(app: Flask, outbox_id: int, runner: str = IN_PROCESS) -> str:
     """Deliver one outbox row at most once per try; returns the outcome, raises on failure."""
+    outcomes, errors = deliver_batch(app, [outbox_id], runner)
+    if errors:
+        raise errors[outbox_id]
+    return outcomes[outbox_id]
+
+
+def deliver_batch(
+    app: Flask, outbox_ids: list[int], runner: str
+) -> tuple[dict[int, str], dict[int, Exception]]:
+    """Claim the rows in one transaction, then send each; returns each row's outcome and the
+    error of each row that failed (already recorded on the row and logged).
+
+    An email is handed off on its own just before it leaves (at most once); a webhook, which
+    the dealer deduplicates on its delivery id, needs no hand-off. What went out is recorded
+    `sent` together at the end of the batch: a process that dies before that leaves its emails
+    `handed_off` (settled as `unknown`, never resent by themselves) and its webhooks to be sent
+    again."""
     settings = app.config["LEADSVC_SETTINGS"]
     sessions = db.sessionmaker(app)
     with app.app_context(), sessions() as session:  # the email templates need the app
-        claim, outcome = _claim(session, settings, outbox_id, runner)
-    if claim is None:
-        log.info("outbox %d: %s, nothing sent", outbox_id, outcome)
-        return outcome
+        claims = claim_rows(session, settings, outbox_ids, runner)
     engine = db.engine(app)
+    outcomes: dict[int, str] = {}
+    errors: dict[int, Exception] = {}
+    sent_together: list[Claim] = []
+    try:
+        for outbox_id, claim in zip(outbox_ids, claims, strict=True):
+            if not isinstance(claim, Claim):
+                log.info("outbox %d: %s, nothing sent", outbox_id, claim)
+                outcomes[outbox_id] = claim
+                continue
+            try:
+                _send(settings, engine, claim, handed_off=not is_idempotent(claim.kind))
+            except Exception as error:  # recorded, then reported to rq (or the drainer)
+                with sessions() as session:
+                    status = _record_failure(session, settings, claim, error, runner)
+                log.warning(
+                    "outbox %d %s: try %d %s: %s",
+                    claim.outbox_id,
+                    claim.kind,
+                    claim.number,
+                    status,
+                    _describe(error),
+                )
+                outcomes[outbox_id], errors[outbox_id] = "failed", error
+                continue
+            sent_together.append(claim)
+            log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
+            outcomes[outbox_id] = SENT
+    finally:
+        if sent_together:
+            _record_sent(engine, sent_together)
+    return outcomes, errors
 
-    def handed_off() -> None:
+
+def _send(settings, engine: sa.Engine, claim: Claim, *, handed_off: bool) -> None:
+    """Transmit the claimed message; with `handed_off`, mark the row handed off (if the claim is
+    still this try's) just before the point of no return."""
+
+    def hand_off() -> None:
+        if not handed_off:
+            return
         with _autocommit(engine) as connection:  # one statement: its own transaction
             moved = connection.execute(_HAND_OFF, _values(claim)).rowcount
         if moved != 1:
             raise LostClaim(f"try {claim.number} lost its claim on outbox {claim.outbox_id}")
 
-    try:
-        if isinstance(claim.outgoing, Exception):
-            raise claim.outgoing
-        kind_of(claim.kind).transmit(settings, claim.outgoing, handed_off)
-    except Exception as error:  # recorded, then re-raised for rq (or the drainer) to see
-        with sessions() as session:
-            status = _record_failure(session, settings, claim, error, runner)
-        log.warning(
-            "outbox %d %s: try %d %s: %s",
-            claim.outbox_id,
-            claim.kind,
-            claim.number,
-            status,
-            _describe(error),
-        )
-        raise
-    _record_sent(engine, claim)
-    log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
-    return SENT
+    if isinstance(claim.outgoing, Exception):
+        raise claim.outgoing
+    kind_of(claim.kind).transmit(settings, claim.outgoing, hand_off)
 
 
 _OUTBOX = OutboxMessage.__table__
@@ -183,22 +197,6 @@ _ROW_SENT = (
 )
 
 
-#: A waiting row becomes this try's: the UPDATE takes the row's lock and counts the try.
-_CLAIM_WAITING = (
-    sa.update(_OUTBOX)
-    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"), _OUTBOX.c.status.in_(WAITING))
-    .values(
-        status=SENDING,
-        attempts=_OUTBOX.c.attempts + 1,
-        lease_until=sa.bindparam("lease"),
-        next_attempt_at=None,
-        updated_at=sa.bindparam("now"),
-    )
-    .returning(_OUTBOX.c.kind, _OUTBOX.c.lead_id, _OUTBOX.c.dealer_id, _OUTBOX.c.attempts)
-)
-_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
-
-
 def _autocommit(engine: sa.Engine) -> sa.Connection:
     """A connection on which each statement is its own transaction (no BEGIN, no COMMIT)."""
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -213,119 +211,12 @@ def _values(claim: Claim) -> dict:
     }
 
 
-def _record_sent(engine: sa.Engine, claim: Claim) -> None:
-    """The try and the row are sent, in one transaction."""
+def _record_sent(engine: sa.Engine, claims: list[Claim]) -> None:
+    """The tries and their rows are sent, in one transaction."""
+    values = [_values(claim) for claim in claims]
     with engine.begin() as connection:
-        connection.execute(_ATTEMPT_SENT, _values(claim))
-        connection.execute(_ROW_SENT, _values(claim))
-
-
-def _attempt(
-    session: Session,
-    outbox_id: int,
-    runner: str,
-    outcome: str,
-    error: str | None,
-    number: int | None = None,
-) -> OutboxAttempt:
-    now = utcnow()
-    attempt = OutboxAttempt(
-        outbox_id=outbox_id,
-        number=number,
-        runner=runner[:64],
-        outcome=outcome,
-        error=error[:500] if error else None,
-        started_at=now,
-        finished_at=None if outcome == "running" else now,
-    )
-    session.add(attempt)
-    return attempt
-
-
-def _claim(session: Session, settings, outbox_id: int, runner: str) -> tuple[Claim | None, str]:
-    """Make the row this try's, with its message prepared, and commit; or say why not.
-
-    The usual case, a waiting row whose message may go out, is three statements: the claim
-    (an UPDATE that takes the row's lock), the message's reads, the attempt. Anything else
-    (a row in flight, final, or not to be sent) is decided by `_claim_locked`."""
-    now = utcnow()
-    claimed = session.execute(
-        _CLAIM_WAITING,
-        {
-            "outbox_id": outbox_id,
-            "lease": lease_until(now, settings.job_timeout),
-            "now": now,
-        },
-    ).first()
-    if claimed is not None:
-        ref = RowRef(outbox_id, claimed.kind, claimed.lead_id, claimed.dealer_id)
-        try:
-            prepared = kind_of(ref.kind).prepare(settings, session, ref)
-        except SQLAlchemyError:
-            raise
-        except Exception as error:  # recorded as this try's failure once the claim is committed
-            prepared = error
-        if not isinstance(prepared, Skip):
-            attempt_id = session.execute(
-                _INSERT_ATTEMPT,
-                {
-                    "outbox_id": outbox_id,
-                    "number": claimed.attempts,
-                    "runner": runner[:64],
-                    "outcome": "running",
-                    "started_at": now,
-                },
-            ).scalar_one()
-            session.commit()
-            return Claim(outbox_id, ref.kind, claimed.attempts, attempt_id, prepared), SENDING
-        session.rollback()  # not to be sent: decided below, with the row locked as it was
-    return _claim_locked(session, settings, outbox_id, runner)
-
-
-def _claim_locked(
-    session: Session, settings, outbox_id: int, runner: str
-) -> tuple[Claim | None, str]:
-    """The row locked and looked at: a duplicate, an expired try, a row not to be sent."""
-    now = utcnow()
-    row = lock_message(session, outbox_id)
-    if row is None:
-        session.rollback()
-        return None, "missing"
-    if row.status in IN_FLIGHT:
-        if row.lease_until is not None and row.lease_until > now:
-            _attempt(session, row.id, runner, "duplicate", f"try {row.attempts} is in flight")
-            session.commit()
-            return None, "duplicate"
-        interrupt(session, row, now, settings.max_attempts)
-        if row.status not in WAITING:
-            session.commit()
-            return None, row.status
-    elif row.status in FINAL:
-        _attempt(session, row.id, runner, "duplicate", f"already {row.status}")
-        session.commit()
-        return None, "duplicate"
-    ref = RowRef(row.id, row.kind, row.lead_id, row.dealer_id)
-    try:
-        prepared = kind_of(row.kind).prepare(settings, session, ref)
-    except SQLAlchemyError:
-        raise
-    except Exception as error:  # recorded as this try's failure once the claim is committed
-        prepared = error
-    if isinstance(prepared, Skip):
-        row.status, row.last_error, row.updated_at = SKIPPED, prepared.reason, now
-        _attempt(session, row.id, runner, "suppressed", prepared.reason)
-        if prepared.then is not None:
-            prepared.then(session)
-        session.commit()
-        return None, SKIPPED
-    row.attempts += 1
-    row.status, row.next_attempt_at, row.updated_at = SENDING, None, now
-    row.lease_until = lease_until(now, settings.job_timeout)
-    attempt = _attempt(session, row.id, runner, "running", None, number=row.attempts)
-    session.flush()
-    claim = Claim(row.id, row.kind, row.attempts, attempt.id, prepared)
-    session.commit()
-    return claim, SENDING
+        connection.execute(_ATTEMPT_SENT, values)
+        connection.execute(_ROW_SENT, values)
 
 
 def _describe(error: BaseException) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
 from leadsvc.dealers.models import Dealer
@@ -64,7 +64,6 @@ from leadsvc.outbox.messages import (
     REMINDER_KINDS,
     WELCOME_EMAIL,
 )
-from leadsvc.outbox.models import OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -75,17 +74,20 @@ class Webhook:
     event: str = WEBHOOK_EVENT
 
 
-_DEALER = aliased(Dealer)
-#: The lead (fresh from the database) and the dealer the message is for, or the lead's own.
-_LEAD_AND_DEALER = (
-    sa.select(Lead, _DEALER)
-    .outerjoin(
-        _DEALER,
-        _DEALER.id == sa.func.coalesce(sa.bindparam("dealer_id", type_=sa.Integer), Lead.dealer_id),
-    )
-    .where(Lead.id == sa.bindparam("lead_id"))
-    .execution_options(populate_existing=True)
-)
+def preload(session: Session, rows: list[RowRef]) -> list:
+    """The leads of `rows` and their dealers (the rows' own, or the leads'), fresh from the
+    database in two queries: `prepare` then finds them in the session."""
+    leads = session.scalars(
+        sa.select(Lead)
+        .where(Lead.id.in_({row.lead_id for row in rows}))
+        .execution_options(populate_existing=True)
+    ).all()
+    wanted = {row.dealer_id for row in rows} | {lead.dealer_id for lead in leads}
+    wanted.discard(None)
+    dealers = session.scalars(
+        sa.select(Dealer).where(Dealer.id.in_(wanted)).execution_options(populate_existing=True)
+    ).all()
+    return [*leads, *dealers]
 
 
 def skip_reason(
@@ -127,10 +129,9 @@ def _preparer(build: Builder, *, needs_dealer: bool):
     """`prepare` for a kind whose message `build(settings, row, lead, dealer)` makes."""
 
     def prepare(settings, session: Session, row: RowRef) -> Outgoing | Skip:
-        found = session.execute(
-            _LEAD_AND_DEALER, {"lead_id": row.lead_id, "dealer_id": row.dealer_id}
-        ).first()
-        lead, dealer = found if found is not None else (None, None)
+        lead = session.get(Lead, row.lead_id)  # preloaded
+        dealer_id = row.dealer_id if row.dealer_id is not None else getattr(lead, "dealer_id", None)
+        dealer = session.get(Dealer, dealer_id) if dealer_id is not None else None
         reason = skip_reason(row.kind, lead, row.dealer_id, settings.hard_bounce_days)
         if reason is not None:
             moved = (
@@ -141,22 +142,10 @@ def _preparer(build: Builder, *, needs_dealer: bool):
         if needs_dealer and dealer is None:
             raise DeliveryError("the dealer no longer exists", permanent=True)
         message = build(settings, row, lead, dealer)
-        if hasattr(message, "get") and message.get("Message-ID"):
-            _keep_message_id(session, row.id, str(message["Message-ID"]))
-        return Outgoing(row.id, row.kind, message)
+        message_id = message.get("Message-ID") if hasattr(message, "get") else None
+        return Outgoing(row.id, row.kind, message, str(message_id) if message_id else None)
 
     return prepare
-
-
-def _keep_message_id(session: Session, outbox_id: int, value: str) -> None:
-    """Store the email's Message-ID on its row (committed with the try's claim): a bounce or a
-    complaint that quotes it finds the row."""
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id)
-        .values(message_id=value[:255])
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _person(settings, row: RowRef, lead: Lead, dealer: Dealer | None):
@@ -278,7 +267,8 @@ def register_senders() -> None:
         (DEALER_REMINDER_EMAIL, _reminder, True),
         (DEALER_MOVED_EMAIL, _moved, True),
     ):
-        register(Kind(name, EMAIL_CHANNEL, _preparer(build, needs_dealer=needs_dealer), send_email))
+        prepare = _preparer(build, needs_dealer=needs_dealer)
+        register(Kind(name, EMAIL_CHANNEL, prepare, send_email, preload=preload))
     for name, build in (
         (DEALER_WEBHOOK, _lead_webhook),
         (DEALER_ERASURE_WEBHOOK, _erasure_webhook),
@@ -292,5 +282,6 @@ def register_senders() -> None:
                 _preparer(build, needs_dealer=True),
                 send_webhook,
                 idempotent=True,
+                preload=preload,
             )
         )

@@ -5,7 +5,8 @@ that runs a row (`leadsvc.jobs.tasks`) looks the kind up here, so it imports no 
 models. The contract between the two:
 
 - `prepare(settings, session, row)` reads what the message needs, in the claim's transaction,
-  and returns the ready `Outgoing` or a `Skip` (the message must not go out any more);
+  and returns the ready `Outgoing` or a `Skip` (the message must not go out any more); the
+  optional `preload(session, rows)` reads it for a whole batch first;
 - `transmit(settings, outgoing, handed_off)` sends it, calling `handed_off()` just before the
   point of no return, and raises `DeliveryError` (certainly not delivered) or
   `UncertainDelivery` (it may have arrived).
@@ -66,6 +67,8 @@ class Outgoing:
     outbox_id: int
     kind: str
     message: Any
+    #: The email's Message-ID, stored on the row with the claim (bounces quote it).
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Kind:
     #: True when the other side deduplicates on the delivery id (a webhook): a try that died
     #: after the hand-off is retried; otherwise (an email) its row ends `unknown`.
     idempotent: bool = False
+    #: `preload(session, rows)` reads what `prepare` needs for many rows at once (a query per
+    #: table, not per row) into the session and returns it (keep it while preparing).
+    preload: Callable[[Session, list[RowRef]], Any] | None = None
 
 
 _KINDS: dict[str, Kind] = {}
