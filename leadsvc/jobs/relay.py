@@ -120,7 +120,10 @@ class Relay:
             after_id = rows[-1][0].id
             job_ids = sorted({job_id for _, job_id in rows})
             jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=JSONSerializer)
-            lost = {job_id for job_id, job in zip(job_ids, jobs, strict=True) if self._lost(job)}
+            taken = self._taken()
+            lost = {
+                job_id for job_id, job in zip(job_ids, jobs, strict=True) if self._lost(job, taken)
+            }
             for row, job_id in rows:
                 if job_id not in lost:
                     continue
@@ -129,7 +132,16 @@ class Relay:
                 swept += outcome == "pending"
                 given_up += outcome == "failed"
 
-    def _lost(self, job: Job | None) -> bool:
+    def _taken(self) -> dict[str, object]:
+        """The jobs a worker has taken off a queue and not started yet (rq keeps them in the
+        queue's intermediate list meanwhile), each with that list."""
+        return {
+            job_id: queue.intermediate_queue
+            for queue in self.queues
+            for job_id in queue.intermediate_queue.get_job_ids()
+        }
+
+    def _lost(self, job: Job | None, taken: dict[str, object]) -> bool:
         """Whether nothing will ever run `job` to settle its row."""
         if job is None:
             return True
@@ -141,9 +153,16 @@ class Relay:
             limit = (job.timeout or self.settings.job_timeout) + LOST_AFTER_SECONDS
             return started is not None and utcnow() - started > timedelta(seconds=limit)
         if status == JobStatus.QUEUED:
-            # Taken off its queue by a worker that died before starting it: in no queue, and
-            # still queued when asked again.
-            return job.get_position() is None and job.get_status(refresh=True) == JobStatus.QUEUED
+            if job.get_position() is not None:
+                return False  # waiting for a worker
+            intermediate = taken.get(job.id)
+            if intermediate is not None:
+                # Taken by a worker that has not started it yet: lost only when it stays there
+                # longer than rq itself allows (its worker died between taking and starting).
+                intermediate.set_first_seen(job.id)
+                return intermediate.should_be_cleaned_up(job.id)
+            # In no list at all (a worker started it just now, or Redis lost the list).
+            return job.get_status(refresh=True) == JobStatus.QUEUED
         return True  # finished, failed, stopped or canceled, and the row still waits
 
 

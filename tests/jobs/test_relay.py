@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from leadsvc.extensions import db
@@ -140,7 +141,9 @@ def test_a_job_redis_lost_is_replaced_under_a_new_generation(rq_app, redis, row,
     [
         ("failed", True),  # ended (the database was down while it ran) without settling the row
         ("started long ago", True),  # its worker was SIGKILLed while running it
-        ("taken, never started", True),  # its worker died between taking and starting it
+        ("taken, never started", True),  # in no list, still queued: its worker is gone
+        ("taken just now", False),  # a worker took it and is about to start it
+        ("taken long ago", True),  # its worker died between taking and starting it
         ("started now", False),  # running
         ("scheduled", False),  # rq will retry it
     ],
@@ -149,9 +152,16 @@ def test_the_sweep_replaces_only_jobs_nothing_will_run(rq_app, redis, row, sessi
     relay_once(rq_app, redis)
     job = job_of(redis, row)
     [queue] = [q for q in outbound_queues(redis, 3) if q.name == job.origin]
-    queue.remove(job)
+    if change.startswith("taken") and change != "taken, never started":
+        taken, _ = Queue.dequeue_any([queue], timeout=None, connection=redis)  # as a worker does
+        assert taken.id == job.id and job.id in queue.intermediate_queue.get_job_ids()
+        if change.endswith("long ago"):  # first seen there (by rq or a relay) two minutes ago
+            first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
+            redis.set(first_seen, (datetime.now(UTC) - timedelta(minutes=2)).timestamp())
+    else:
+        queue.remove(job)
     status = {"started long ago": "started", "started now": "started"}.get(change, change)
-    job.set_status({"taken, never started": JobStatus.QUEUED}.get(status, status))
+    job.set_status(JobStatus.QUEUED if status.startswith("taken") else status)
     if change.startswith("started"):
         job.started_at = datetime.now(UTC) - timedelta(hours=1 if change.endswith("ago") else 0)
         job.save()
