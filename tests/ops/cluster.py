@@ -26,8 +26,8 @@ from tests.jobs.support import LEADSVC, kill_tree, start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY = "/usr/sbin/haproxy"
-#: 1,000 signups (3,000 outbox rows) fit the suite's time on two cores; the figures in the README
-#: come from a run with LOAD_BALANCER_SIGNUPS=5000.
+#: 1,000 signups (3,000 outbox rows) fit the suite's time on two cores; LOAD_BALANCER_SIGNUPS=5000
+#: sends a full burst of 5,000 (15,000 rows: about 6-7 minutes on two cores).
 SIGNUPS = int(os.environ.get("LOAD_BALANCER_SIGNUPS", "1000"))
 CLIENTS = 16
 #: Signups sent before each kill: a web process, then a worker, then a relay.
@@ -166,13 +166,12 @@ def ready(url: str) -> bool:
 def send_signups(url: str, zips: list[str], on_sent) -> dict[int, int]:
     """POST `SIGNUPS` signups from `CLIENTS` threads (each its own keep-alive connection);
     returns the status of each (0: no reply). `on_sent(count)` is called after each."""
-    local = threading.local()
     sent = iter(range(SIGNUPS))
     lock = threading.Lock()
     statuses: dict[int, int] = {}
 
     def client() -> None:
-        local.http = requests.Session()
+        http = requests.Session()
         while True:
             with lock:
                 n = next(sent, None)
@@ -185,10 +184,10 @@ def send_signups(url: str, zips: list[str], on_sent) -> dict[int, int]:
                 "zip": zips[n % len(zips)],
             }
             try:
-                status = local.http.post(f"{url}/api/v1/signups", json=body, timeout=30).status_code
+                status = http.post(f"{url}/api/v1/signups", json=body, timeout=30).status_code
             except requests.RequestException:
                 status = 0
-                local.http = requests.Session()
+                http = requests.Session()
             with lock:
                 statuses[n] = status
                 count = len(statuses)

@@ -121,6 +121,8 @@ def test_signups_through_haproxy_survive_killed_processes(
     report = Report(engine)
     engine.dispose()
     print_figures(run, report)
+    # HAProxy's health check took the killed web process out of the rotation.
+    assert "Server web/web2 is DOWN" in (tmp_path / "logs" / "haproxy.log").read_text()
 
     stored = check_signups(run, report)
     check_emails(report, smtp)
