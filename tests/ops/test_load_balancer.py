@@ -162,7 +162,8 @@ def check_signups(run: Run, report: Report) -> dict[str, tuple[int, int]]:
     committed = sorted(a for a in refused if a in stored)
     print(f"answered non-2xx {len(refused)}, of which stored in full (reply lost) {committed}")
     assert set(stored) == accepted | set(committed)
-    assert len(accepted) > SIGNUPS * 0.99, collections.Counter(run.statuses.values())
+    # Only a request in flight on the killed web process may fail: one per client at the most.
+    assert len(refused) <= CLIENTS, collections.Counter(run.statuses.values())
     # Every row settled: sent, or `unknown` for the one email the killed worker may have held.
     settled = {(kind, "sent") for kind in ("welcome_email", "dealer_email", "dealer_webhook")}
     settled |= {("welcome_email", "unknown"), ("dealer_email", "unknown")}
