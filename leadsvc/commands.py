@@ -7,6 +7,10 @@ import signal
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadsvc.ops.dependencies import redis_problem, unreachable
+from leadsvc.ops.logs import describe_error
 
 #: Seconds `leadsvc serve` waits on a client's socket (a request line, headers, a body shorter
 #: than its Content-Length) before it gives up on the connection.
@@ -47,7 +51,18 @@ def serve_command(host: str, port: int, read_timeout: float) -> None:
 
     app = current_app._get_current_object()
     settings = app.config["LEADSVC_SETTINGS"]
-    report = prepare_database(app)
+    try:
+        report = prepare_database(app)
+    except SQLAlchemyError as error:
+        click.echo(f"leadsvc serve: {unreachable('DATABASE_URL', describe_error(error))}", err=True)
+        raise SystemExit(1) from None
+    redis_down = redis_problem(settings.redis_url)
+    if redis_down:
+        click.echo(
+            f"leadsvc serve: {unreachable('REDIS_URL', redis_down)}; signups are taken and "
+            "their emails wait until it is back",
+            err=True,
+        )
     in_process = start_in_process_delivery(app)
     server = embedded_server(app, host, port, read_timeout)
     database = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
