@@ -1,6 +1,11 @@
 """At send time a dealer webhook's host is resolved and checked again, and the call goes to the
 checked address (SSRF: a DNS answer changed since the URL was set cannot slip through)."""
 
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from leadsvc.extensions import db
@@ -72,3 +77,59 @@ def test_a_name_that_resolves_to_metadata_at_send_time_is_refused_permanently(we
         refused.value
     )
     assert webhook_receiver.requests == []
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch):
+    """An HTTPS receiver on 127.0.0.1 with a certificate for hooks.dealer.test only, trusted
+    through SSL_CERT_FILE (OpenSSL's documented override of the default trust store); records
+    the TLS server name (SNI) and the Host header of each request."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.dealer.test"]
+        + ["-addext", "subjectAltName=DNS:hooks.dealer.test"],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    seen: dict[str, list] = {"sni": [], "host": []}
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: seen["sni"].append(name)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen["host"].append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    seen["port"] = server.server_port
+    yield seen
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_https_goes_to_the_checked_address_with_the_url_host_in_sni_and_host(tls_receiver):
+    port = tls_receiver["port"]
+    status = post_webhook(
+        f"https://hooks.dealer.test:{port}/hook",
+        SECRET,
+        b"{}",
+        delivery="outbox-1",
+        timeout=5,
+        allowed_networks=TEST_WEBHOOK_NETWORKS,
+        resolve=lambda host, _port: ["127.0.0.1"],
+    )
+    assert status == 204
+    assert tls_receiver["sni"] == ["hooks.dealer.test"]  # the certificate's name was checked too
+    assert tls_receiver["host"] == [f"hooks.dealer.test:{port}"]

@@ -58,8 +58,9 @@ ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 @ON_POSTGRESQL
 def test_a_known_address_runs_the_same_statements_as_a_new_one(app, client, dealer):
     """One SELECT, the upsert, and one statement writing the consent event with the outbox rows
-    (a WITH ... INSERT; a plain INSERT for a known lead whose dealer has it). SQLite, embedded and in-process, writes the event and the
-    rows in two statements: there is no network round trip to time there."""
+    (a WITH ... INSERT; a plain INSERT for a known lead whose dealer has it). SQLite, embedded
+    and in-process, writes the event and the rows in two statements: no network round trip to
+    time there."""
     sign_up(client, "known@example.com")
     sign_up(client, "warm@example.com")  # caches (consent text, routing table) filled
     new = statements_of(app, client, "new@example.com")
