@@ -11,11 +11,12 @@ import redis
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.extensions import db
 from leadsvc.jobs.queue import outbound_queues, redis_client
 from leadsvc.jobs.worker import AppWorker
-from leadsvc.ops.dependencies import next_backoff, unreachable, wait_for_services
+from leadsvc.ops.dependencies import next_backoff, setting_of, unreachable, wait_for_services
 from leadsvc.ops.logs import describe_error
 from leadsvc.outbox import messages as outbox
 
@@ -85,7 +86,11 @@ def relay_command(once: bool, interval: float) -> None:
     app = current_app._get_current_object()
     connection = redis_client(_redis_url(app))
     if once:
-        report = relay_once(app, connection)
+        try:
+            report = relay_once(app, connection)
+        except (redis.exceptions.RedisError, SQLAlchemyError) as error:
+            line = unreachable(setting_of(error), describe_error(error))
+            raise click.ClickException(f"relay: {line}") from None
         click.echo(
             f"{report.reclaimed} tries reclaimed, {report.enqueued} jobs enqueued, "
             f"{report.swept} lost jobs replaced, {report.given_up} rows given up"

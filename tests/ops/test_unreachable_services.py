@@ -112,3 +112,19 @@ def test_the_worker_waits_for_redis_and_starts_once_it_is_back(tmp_path):
             redis_server.terminate()
             redis_server.wait(timeout=10)
     assert "Traceback" not in output
+
+
+def test_one_relay_pass_with_the_database_down_says_so_in_one_line(tmp_path, redis_url):
+    env = settings_env(tmp_path, DATABASE_URL=CLOSED_DATABASE, REDIS_URL=redis_url)
+    result = subprocess.run(
+        [LEADSVC, "relay", "--once"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: relay: DATABASE_URL: the database is unreachable (")
