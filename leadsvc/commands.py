@@ -7,25 +7,64 @@ import signal
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadsvc.ops.dependencies import redis_problem, unreachable
+from leadsvc.ops.logs import describe_error
+
+#: Seconds `leadsvc serve` waits on a client's socket (a request line, headers, a body shorter
+#: than its Content-Length) before it gives up on the connection.
+DEFAULT_READ_TIMEOUT = 30.0
+
+
+def embedded_server(app, host: str, port: int, read_timeout: float = DEFAULT_READ_TIMEOUT):
+    """Werkzeug's threaded server for `leadsvc serve`, each connection's socket given a read
+    timeout: a client that stops sending (a body shorter than its Content-Length) holds one
+    thread that long, not forever, and then gets 400 and a closed connection. `setup()` is
+    socketserver's documented hook that runs before the request is read."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class ReadTimeoutHandler(WSGIRequestHandler):
+        def setup(self) -> None:
+            self.request.settimeout(read_timeout)
+            super().setup()
+
+    return make_server(host, port, app, threaded=True, request_handler=ReadTimeoutHandler)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--read-timeout",
+    default=DEFAULT_READ_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds to wait for a client's next bytes before closing its connection.",
+)
 @with_appcontext
-def serve_command(host: str, port: int) -> None:
+def serve_command(host: str, port: int, read_timeout: float) -> None:
     """Migrate the database, load reference data, and serve the form and the API."""
-    from werkzeug.serving import make_server
-
     from leadsvc.jobs import start_in_process_delivery
     from leadsvc.jobs.drainer import stop_drainer
     from leadsvc.release import prepare_database
 
     app = current_app._get_current_object()
     settings = app.config["LEADSVC_SETTINGS"]
-    report = prepare_database(app)
+    try:
+        report = prepare_database(app)
+    except SQLAlchemyError as error:
+        click.echo(f"leadsvc serve: {unreachable('DATABASE_URL', describe_error(error))}", err=True)
+        raise SystemExit(1) from None
+    redis_down = redis_problem(settings.redis_url)
+    if redis_down:
+        click.echo(
+            f"leadsvc serve: {unreachable('REDIS_URL', redis_down)}; signups are taken and "
+            "their emails wait until it is back",
+            err=True,
+        )
     in_process = start_in_process_delivery(app)
-    server = make_server(host, port, app, threaded=True)
+    server = embedded_server(app, host, port, read_timeout)
     database = "SQLite (embedded)" if settings.is_sqlite else "PostgreSQL"
     delivery = "emails and dealer notifications sent in-process" if in_process else "jobs on rq"
     click.echo(

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from leadsvc.webhook_targets import parse_networks
+
 #: Where `leadsvc` keeps its SQLite file, secret key, ZIP data cache and mail files by default.
 DEFAULT_INSTANCE_PATH = "instance"
 #: email-validator's DNS checks must never hold a signup for longer than this.
@@ -103,6 +105,14 @@ def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
         if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", origin):
             raise SettingsError(f"{name} must list origins like https://www.example.com")
     return origins
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple:
+    """Comma-separated IP networks (`10.0.0.0/8,127.0.0.1/32`); none by default."""
+    try:
+        return parse_networks(environ.get(name, ""))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
 
 
 def _mailbox(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -226,6 +236,8 @@ class Settings:
     job_retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
     smtp_timeout: float = 20.0
     webhook_timeout: float = 5.0
+    #: Networks dealer webhooks may reach although they are loopback, private or link-local.
+    webhook_allowed_networks: tuple = ()
     confirm_link_days: int = 7
     confirm_emails_per_day: int = 3
     rate_limits_enabled: bool = True
@@ -311,6 +323,7 @@ class Settings:
             job_retry_intervals=_intervals(env, "JOB_RETRY_INTERVALS"),
             smtp_timeout=smtp_timeout,
             webhook_timeout=webhook_timeout,
+            webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
             confirm_link_days=int(_number(env, "CONFIRM_LINK_DAYS", 7, 1, 90)),
             confirm_emails_per_day=int(_number(env, "CONFIRM_EMAILS_PER_DAY", 3, 1, 10)),
             rate_limits_enabled=_flag(env, "RATE_LIMITS_ENABLED", True),

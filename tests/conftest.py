@@ -34,6 +34,7 @@ from leadsvc.extensions import db
 from leadsvc.geo.directory import ZipDirectory, store_zip_directory
 from leadsvc.geo.source import read_zip_rows
 from leadsvc.settings import Settings
+from tests.factories import TEST_WEBHOOK_NETWORKS
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -165,6 +166,7 @@ def settings(database_url, tmp_path) -> Settings:
         instance_path=tmp_path / "instance",
         rate_limits_enabled=False,
         min_fill_seconds=0,
+        webhook_allowed_networks=TEST_WEBHOOK_NETWORKS,
     )
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from leadsvc.webhook_targets import parse_networks
+
+#: WEBHOOK_ALLOWED_NETWORKS in tests: the webhook receivers listen on 127.0.0.1.
+TEST_WEBHOOK_NETWORKS = parse_networks("127.0.0.1/32")
+
 
 def valid_signup(**overrides) -> dict:
     """A signup body the API accepts; override fields per test."""

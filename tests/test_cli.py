@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -196,3 +197,36 @@ def routing_table_loads(url: str) -> int:
 def stop_and_read(process: subprocess.Popen) -> str:
     stop(process)
     return process.stdout.read()
+
+
+def test_the_embedded_server_gives_up_on_a_body_shorter_than_its_length(app):
+    """`leadsvc serve`'s server: a client that announces 100 bytes and sends 9 holds its
+    connection for the read timeout, then gets an answer and a closed connection; other
+    requests are served meanwhile."""
+    from leadsvc.commands import embedded_server
+
+    server = embedded_server(app, "127.0.0.1", 0, read_timeout=1.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as stalled:
+            stalled.sendall(
+                b"POST /api/v1/signups HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                b'{"email":'
+            )
+            started = time.monotonic()
+            status, body = post_json(f"{base}/api/v1/signups", valid_signup())
+            assert status == 202 and body["status"] == "received"
+            assert time.monotonic() - started < 1.0  # not held up by the stalled client
+            answer = b""
+            while chunk := stalled.recv(65536):  # until the server closes the connection
+                answer += chunk
+            waited = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert 0.9 <= waited < 5

@@ -202,7 +202,10 @@ class AdminDealer(MethodView):
     def put(self, body, code: str):
         """Create or update one dealer by code (validated as the CSV import validates)"""
         row = {key: "" if value is None else str(value) for key, value in body.items()}
-        report = directory.import_dealer_rows(db.session, [(1, {"code": code, **row})])
+        networks = current_app.config["LEADSVC_SETTINGS"].webhook_allowed_networks
+        report = directory.import_dealer_rows(
+            db.session, [(1, {"code": code, **row})], webhook_networks=networks
+        )
         return _import_reply(report)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import sqlalchemy as sa
+from flask import current_app
 from flask.cli import with_appcontext
 
 from leadsvc.dealers import directory
@@ -56,12 +57,12 @@ def _print_report(report: directory.ImportReport, what: str) -> None:
         )
 
 
-def _run_import(path: Path, partial: bool, action, what: str) -> None:
+def _run_import(path: Path, partial: bool, action, what: str, **options) -> None:
     text = _read(path)
     total = max(len(text.splitlines()) - 1, 0)
     with db.sessionmaker()() as session, _progress(f"checking {path.name}", total) as progress:
         try:
-            report = action(session, text, partial=partial, progress=progress)
+            report = action(session, text, partial=partial, progress=progress, **options)
         except directory.ImportFileError as error:
             raise click.ClickException(f"{path}: {error}") from None
     _print_report(report, what)
@@ -82,7 +83,8 @@ def import_command(csv_file: Path, partial: bool) -> None:
     Header: code,name,street,city,state,zip,phone,lead_email,webhook_url,webhook_secret,
     latitude,longitude (the last four may be empty). Lines starting with # are comments.
     """
-    _run_import(csv_file, partial, directory.import_dealers, "dealers")
+    networks = current_app.config["LEADSVC_SETTINGS"].webhook_allowed_networks
+    _run_import(csv_file, partial, directory.import_dealers, "dealers", webhook_networks=networks)
 
 
 @dealers_group.command("assign")

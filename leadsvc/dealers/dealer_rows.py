@@ -11,6 +11,7 @@ from leadsvc.dealers.opening_hours import parse_opening_hours
 from leadsvc.geo.directory import parse_zip
 from leadsvc.geo.source import STATE_NAMES
 from leadsvc.leads.email_address import EmailChecker, InvalidEmail
+from leadsvc.webhook_targets import Network, RefusedTarget, check_webhook_url
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
@@ -79,13 +80,24 @@ def _dealer_lead_email(row: dict[str, str], emails: EmailChecker) -> str:
         ) from None
 
 
-def _dealer_webhook(row: dict[str, str]) -> tuple[str | None, str | None]:
-    """The row's (webhook_url, webhook_secret), both or neither, or ValueError."""
+def _dealer_webhook(
+    row: dict[str, str], allowed: tuple[Network, ...]
+) -> tuple[str | None, str | None]:
+    """The row's (webhook_url, webhook_secret), both or neither, or ValueError. The URL may not
+    point at this machine, a private or link-local network or a cloud metadata service, unless
+    `allowed` (WEBHOOK_ALLOWED_NETWORKS) lets it."""
     webhook_url = row.get("webhook_url") or None
     webhook_secret = row.get("webhook_secret") or None
     if webhook_url:
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
             raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
+        try:
+            check_webhook_url(webhook_url, allowed)
+        except RefusedTarget as error:
+            raise ValueError(
+                f"webhook_url {webhook_url!r} is not allowed: {error} (webhooks go to public "
+                "addresses, or to networks listed in WEBHOOK_ALLOWED_NETWORKS)"
+            ) from None
         if not webhook_secret or len(webhook_secret) < 16:
             raise ValueError(
                 "webhook_secret of at least 16 characters is required with webhook_url"
@@ -139,9 +151,14 @@ def _follow_up_columns(row: dict[str, str]) -> dict[str, Any]:
 
 
 def validate_dealer(
-    row: dict[str, str], centres: dict[str, tuple], emails: EmailChecker
+    row: dict[str, str],
+    centres: dict[str, tuple],
+    emails: EmailChecker,
+    *,
+    webhook_networks: tuple[Network, ...] = (),
 ) -> dict[str, Any]:
-    """The dealer's column values, or ValueError with the reason."""
+    """The dealer's column values, or ValueError with the reason. `webhook_networks`: the
+    WEBHOOK_ALLOWED_NETWORKS setting (private ranges a webhook may reach all the same)."""
     if "__error__" in row:
         raise ValueError(row["__error__"])
     code = _dealer_code(row)
@@ -150,7 +167,7 @@ def validate_dealer(
     zip5 = _dealer_zip5(row, centres)
     phone = _dealer_phone(row)
     lead_email = _dealer_lead_email(row, emails)
-    webhook_url, webhook_secret = _dealer_webhook(row)
+    webhook_url, webhook_secret = _dealer_webhook(row, webhook_networks)
     latitude, longitude, coordinates_from = _dealer_position(row, zip5, centres)
     return {
         "code": code,

@@ -146,18 +146,31 @@ def _zip_centres(session: Session, raw_zips: Iterable[str]) -> dict[str, tuple]:
 
 
 def import_dealers(
-    session: Session, text: str, *, partial: bool = False, progress: Progress | None = None
+    session: Session,
+    text: str,
+    *,
+    partial: bool = False,
+    progress: Progress | None = None,
+    webhook_networks: tuple = (),
 ) -> ImportReport:
-    """Upsert dealers by code from CSV text; commit only if every row is valid (or `partial`)."""
+    """Upsert dealers by code from CSV text; commit only if every row is valid (or `partial`).
+    `webhook_networks`: the WEBHOOK_ALLOWED_NETWORKS setting."""
     rows = list(_read_csv(text, REQUIRED_DEALER_COLUMNS, DEALER_COLUMNS))
-    return import_dealer_rows(session, rows, partial=partial, progress=progress)
+    return import_dealer_rows(
+        session, rows, partial=partial, progress=progress, webhook_networks=webhook_networks
+    )
 
 
 Rows = list[tuple[int, dict[str, str]]]
 
 
 def import_dealer_rows(
-    session: Session, rows: Rows, *, partial: bool = False, progress: Progress | None = None
+    session: Session,
+    rows: Rows,
+    *,
+    partial: bool = False,
+    progress: Progress | None = None,
+    webhook_networks: tuple = (),
 ) -> ImportReport:
     """Upsert dealers from (line, {column: text}) rows, as the CSV import and the admin API give."""
     centres = _zip_centres(session, (row.get("zip", "") for _, row in rows))
@@ -168,7 +181,7 @@ def import_dealer_rows(
     for line, row in rows:
         key = row.get("code", "").upper()
         try:
-            values = validate_dealer(row, centres, emails)
+            values = validate_dealer(row, centres, emails, webhook_networks=webhook_networks)
             if values["code"] in first_line:
                 raise ValueError(
                     f"duplicate code {values['code']} (first on line {first_line[values['code']]})"

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import gc
+import logging
+import time
 
 import click
+import redis
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.extensions import db
 from leadsvc.jobs.queue import outbound_queues, redis_client
 from leadsvc.jobs.worker import AppWorker
+from leadsvc.ops.dependencies import next_backoff, setting_of, unreachable, wait_for_services
+from leadsvc.ops.logs import describe_error
 from leadsvc.outbox import messages as outbox
+
+log = logging.getLogger(__name__)
 
 
 def _redis_url(app: Flask) -> str:
@@ -34,11 +42,30 @@ def worker_command(burst: bool) -> None:
     settings = app.config["LEADSVC_SETTINGS"]
     connection = redis_client(_redis_url(app))
     queues = outbound_queues(connection, settings.job_timeout)
-    worker = AppWorker(queues, connection=connection, serializer=JSONSerializer, app=app)
     # What the app loaded stays for the life of the worker: the cyclic collector need not scan
     # it again (a full collection of it stalled the worker ~75 ms).
     gc.freeze()
-    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    try:
+        _work(app, queues, connection, burst)
+    except KeyboardInterrupt:
+        pass
+
+
+def _work(app: Flask, queues, connection, burst: bool) -> None:
+    """Run the worker once the database and Redis answer; if Redis goes away under rq, say so
+    and start again after a growing pause."""
+    settings = app.config["LEADSVC_SETTINGS"]
+    backoff = 0.0
+    while wait_for_services(app, log, "worker"):
+        worker = AppWorker(queues, connection=connection, serializer=JSONSerializer, app=app)
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+            return
+        except redis.exceptions.ConnectionError as error:
+            backoff = next_backoff(backoff)
+            line = unreachable("REDIS_URL", describe_error(error))
+            log.warning("worker: %s; trying again in %.1f s", line, backoff)
+            time.sleep(backoff)
 
 
 @click.command("relay")
@@ -59,7 +86,11 @@ def relay_command(once: bool, interval: float) -> None:
     app = current_app._get_current_object()
     connection = redis_client(_redis_url(app))
     if once:
-        report = relay_once(app, connection)
+        try:
+            report = relay_once(app, connection)
+        except (redis.exceptions.RedisError, SQLAlchemyError) as error:
+            line = unreachable(setting_of(error), describe_error(error))
+            raise click.ClickException(f"relay: {line}") from None
         click.echo(
             f"{report.reclaimed} tries reclaimed, {report.enqueued} jobs enqueued, "
             f"{report.swept} lost jobs replaced, {report.given_up} rows given up"

@@ -35,6 +35,7 @@ from leadsvc.db import utcnow
 from leadsvc.extensions import db
 from leadsvc.followup.service import follow_up_for_app
 from leadsvc.jobs.queue import enqueue_batches, outbound_queues
+from leadsvc.ops.dependencies import next_backoff, setting_of, unreachable, wait_for_services
 from leadsvc.ops.logs import describe_error
 from leadsvc.outbox.dispatch import give_back, next_generation, queued_before, take_for_dispatch
 from leadsvc.outbox.messages import reclaim_expired
@@ -53,8 +54,6 @@ BATCH = 500
 JOB_BATCH = 20
 #: Seconds between two looks for new rows when the last found none.
 POLL_SECONDS = 0.05
-#: Longest pause between tries while the database or Redis is unreachable.
-MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -177,6 +176,8 @@ def run_relay(
     """Dispatch continuously and make a full pass every `interval` seconds, until `stop` is set;
     outages are logged with their cause and waited out with a growing pause."""
     stop = stop or threading.Event()
+    if not wait_for_services(app, log, "relay", stop):
+        return
     relay = Relay(app, connection)
     next_pass, backoff = 0.0, 0.0
     while not stop.is_set():
@@ -190,6 +191,7 @@ def run_relay(
                 stop.wait(POLL_SECONDS)
             backoff = 0.0
         except (redis.exceptions.RedisError, SQLAlchemyError) as error:
-            backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
-            log.warning("relay: %s; trying again in %.1f s", describe_error(error), backoff)
+            backoff = next_backoff(backoff)
+            line = unreachable(setting_of(error), describe_error(error))
+            log.warning("relay: %s; trying again in %.1f s", line, backoff)
             stop.wait(backoff)

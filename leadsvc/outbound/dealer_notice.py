@@ -12,7 +12,10 @@ Webhook: `POST <webhook_url>` with a JSON body and these headers:
     X-Leadsvc-Timestamp: <unix seconds>
     X-Leadsvc-Signature: sha256=<hex HMAC-SHA256(webhook_secret, "<timestamp>.<raw body>")>
 
-Any answer but 2xx, and any timeout, fails the try (retried); redirects are not followed.
+Any answer but 2xx, and any timeout, fails the try (retried); redirects are not followed. The
+URL's host is resolved and checked before each call (`leadsvc.webhook_targets`), and the call
+goes to that checked address: a URL that points at this machine, a private or link-local network
+or a cloud metadata service fails its row for good, unless WEBHOOK_ALLOWED_NETWORKS allows it.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ import hashlib
 import hmac
 import json
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
+
+import urllib3
 
 from leadsvc.dealers.adf import adf_document
 from leadsvc.dealers.leads import lead_record
@@ -35,6 +38,13 @@ from leadsvc.ops.logs import redact
 from leadsvc.outbound.mail import new_message
 from leadsvc.outbound.messages import message_id
 from leadsvc.outbox.kinds import DeliveryError
+from leadsvc.webhook_targets import (
+    RefusedTarget,
+    Resolver,
+    WebhookTarget,
+    resolve_webhook_target,
+    system_resolver,
+)
 
 WEBHOOK_EVENT = "lead.created"
 ERASURE_EVENT = "lead.erased"
@@ -78,14 +88,6 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     """`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` under the dealer's secret."""
     signed = timestamp.encode("ascii") + b"." + body
     return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a 3xx is an answer like any other non-2xx: the try fails
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def erasure_email(settings, *, outbox_id: int, lead, dealer) -> EmailMessage:
@@ -182,31 +184,89 @@ def follow_up_webhook_body(*, event: str, outbox_id: int, lead, dealer, **extra)
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def post_webhook(
-    url: str, secret: str, body: bytes, *, delivery: str, timeout: float, event: str = WEBHOOK_EVENT
-) -> int:
-    """POST the signed body; returns the 2xx status, raises `DeliveryError` for anything else."""
-    timestamp = str(int(time.time()))
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Leadsvc-Event": event,
-            "X-Leadsvc-Delivery": delivery,
-            "X-Leadsvc-Timestamp": timestamp,
-            "X-Leadsvc-Signature": webhook_signature(secret, timestamp, body),
-        },
-    )
+def _connection_pool(target: WebhookTarget, timeout: float) -> urllib3.HTTPConnectionPool:
+    """A pool that connects to the checked address only, naming the URL's host in TLS (SNI and
+    the certificate check) as the URL does."""
+    limits = urllib3.Timeout(connect=timeout, read=timeout)
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            timeout=limits,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            server_hostname=target.host,
+            assert_hostname=target.host,
+        )
+    return urllib3.HTTPConnectionPool(target.address, target.port, timeout=limits, retries=False)
+
+
+def _host_header(target: WebhookTarget) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default = 443 if target.scheme == "https" else 80
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+def webhook_target(
+    url: str, allowed_networks, resolve: Resolver = system_resolver
+) -> WebhookTarget:
+    """The checked address to call for `url`; `DeliveryError` (permanent when the URL points
+    somewhere webhooks may not go, retried when its name does not resolve now)."""
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(65_536)
-            return response.status
-    except urllib.error.HTTPError as error:
-        error.close()
-        raise DeliveryError(f"webhook answered {error.code}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DeliveryError(f"webhook unreachable: {redact(type(reason).__name__)}") from None
+        return resolve_webhook_target(url, allowed_networks, resolve)
+    except RefusedTarget as error:
+        raise DeliveryError(
+            f"webhook refused: {error} (not in WEBHOOK_ALLOWED_NETWORKS)", permanent=True
+        ) from None
+    except (OSError, UnicodeError) as error:
+        raise DeliveryError(
+            f"webhook unreachable: its host name did not resolve ({error})"
+        ) from None
+
+
+def post_webhook(
+    url: str,
+    secret: str,
+    body: bytes,
+    *,
+    delivery: str,
+    timeout: float,
+    event: str = WEBHOOK_EVENT,
+    allowed_networks=(),
+    resolve: Resolver = system_resolver,
+) -> int:
+    """POST the signed body to the resolved, checked address of `url`; returns the 2xx status,
+    raises `DeliveryError` for anything else (a redirect is not followed)."""
+    target = webhook_target(url, allowed_networks, resolve)
+    timestamp = str(int(time.time()))
+    headers = {
+        "Host": _host_header(target),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Leadsvc-Event": event,
+        "X-Leadsvc-Delivery": delivery,
+        "X-Leadsvc-Timestamp": timestamp,
+        "X-Leadsvc-Signature": webhook_signature(secret, timestamp, body),
+    }
+    with _connection_pool(target, timeout) as pool:
+        try:
+            response = pool.urlopen(
+                "POST",
+                target.path,
+                body=body,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                assert_same_host=False,
+            )
+            response.read(65_536, decode_content=False)
+            response.release_conn()
+        except urllib3.exceptions.TimeoutError:
+            raise DeliveryError("webhook unreachable: TimeoutError") from None
+        except urllib3.exceptions.HTTPError as error:
+            cause = getattr(error, "reason", None) or error  # the socket's or TLS's own error
+            raise DeliveryError(f"webhook unreachable: {redact(type(cause).__name__)}") from None
+    if not 200 <= response.status < 300:
+        raise DeliveryError(f"webhook answered {response.status}")
+    return response.status

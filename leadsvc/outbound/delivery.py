@@ -254,6 +254,7 @@ def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
         delivery=f"outbox-{outgoing.outbox_id}",
         timeout=settings.webhook_timeout,
         event=webhook.event,
+        allowed_networks=settings.webhook_allowed_networks,
     )
 
 

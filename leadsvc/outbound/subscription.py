@@ -62,6 +62,27 @@ def new_lead_kinds(status: str, dealer_id: int | None, confirm_emails_per_day: i
     return [WELCOME_EMAIL] + ([DEALER_EMAIL, DEALER_WEBHOOK] if dealer_id is not None else [])
 
 
+def signup_counts(lead_id, dealer_id, since) -> tuple[sa.Label, sa.Label]:
+    """(`dealer_told`, `confirmations_today`): the dealer notices the lead already has from its
+    dealer and the confirmation emails written since `since`, as scalar subqueries on the lead's
+    id and dealer columns, so the signup's upsert reads them in its own round trip (for a new
+    lead and a known one alike: both then cost the same)."""
+    outbox = OutboxMessage.__table__.c
+    told = sa.select(sa.func.count()).where(
+        outbox.lead_id == lead_id,
+        outbox.dealer_id == dealer_id,
+        outbox.kind.in_(DEALER_KINDS),
+        outbox.status != SKIPPED,
+    )
+    confirmations = sa.select(sa.func.count()).where(
+        outbox.lead_id == lead_id, outbox.kind == CONFIRM_EMAIL, outbox.created_at >= since
+    )
+    return (
+        told.scalar_subquery().label("dealer_told"),
+        confirmations.scalar_subquery().label("confirmations_today"),
+    )
+
+
 def messages_after_signup(
     session: Session,
     lead_id: int,
@@ -71,12 +92,16 @@ def messages_after_signup(
     dealer_id: int | None,
     confirm_emails_per_day: int,
     dealer_webhook_url: str | None | object = LOOK_UP,
+    dealer_told: int | None = None,
+    confirmations_today: int | None = None,
 ) -> list[tuple[str, int, int | None]]:
     """The outbox rows (kind, lead id, dealer id) a signup writes, decided in its transaction.
 
     A pending lead gets a confirmation email (a repeat signup resends it, at most
     `confirm_emails_per_day` in 24 hours); a lead that just became consented gets the welcome
-    email; a consented lead is passed to its dealer once per dealer.
+    email; a consented lead is passed to its dealer once per dealer. `dealer_told` and
+    `confirmations_today` (see `signup_counts`) and `dealer_webhook_url`, when the caller read
+    them already, save their queries.
     """
     if previous is None:  # inserted by this signup
         kinds = new_lead_kinds(status, dealer_id, confirm_emails_per_day)
@@ -88,14 +113,21 @@ def messages_after_signup(
         dealer = {DEALER_EMAIL: dealer_id, DEALER_WEBHOOK: dealer_id}
         return [(kind, lead_id, dealer.get(kind)) for kind in kinds]
     if status == PENDING:
-        if confirmations_sent_today(session, lead_id) < confirm_emails_per_day:
+        if confirmations_today is None:
+            confirmations_today = confirmations_sent_today(session, lead_id)
+        if confirmations_today < confirm_emails_per_day:
             return [(CONFIRM_EMAIL, lead_id, None)]
         return []
     messages: list[tuple[str, int, int | None]] = []
     if status in CONSENTED:
         if previous not in CONSENTED:
             messages.append((WELCOME_EMAIL, lead_id, None))
-        messages.extend(_dealer_messages(session, lead_id, dealer_id))
+        if dealer_told is None or dealer_webhook_url is LOOK_UP:
+            messages.extend(_dealer_messages(session, lead_id, dealer_id))
+        elif dealer_id is not None and not dealer_told:
+            messages.append((DEALER_EMAIL, lead_id, dealer_id))
+            if dealer_webhook_url:
+                messages.append((DEALER_WEBHOOK, lead_id, dealer_id))
     return messages
 
 

@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +28,11 @@ from leadsvc.dealers.routing import RoutingTable
 from leadsvc.geo.directory import ZipInput
 from leadsvc.leads.email_address import CheckedEmail
 from leadsvc.leads.models import Lead
-from leadsvc.outbound.subscription import messages_after_signup, status_after_signup
+from leadsvc.outbound.subscription import (
+    messages_after_signup,
+    signup_counts,
+    status_after_signup,
+)
 from leadsvc.outbox.messages import add_messages
 from leadsvc.request_context import ConsentContext
 from leadsvc.settings import Settings
@@ -135,6 +140,11 @@ def _upsert_statement(dialect: str):
             "(SELECT dealers.webhook_url FROM dealers WHERE dealers.id = leads.dealer_id)",
             sa.String,
         ).label("dealer_webhook_url"),
+        *signup_counts(
+            sa.literal_column("leads.id"),
+            sa.literal_column("leads.dealer_id"),
+            sa.bindparam("confirm_since", type_=columns.created_at.type),
+        ),
     )
 
 
@@ -236,7 +246,14 @@ def _write_signup(
         signup, routes, route, status_after_signup(None, double_opt_in), text_version
     )
     stored = _upsert_lead(
-        session, {**values, "signup_count": 1, "created_at": now, "updated_at": now}
+        session,
+        {
+            **values,
+            "signup_count": 1,
+            "created_at": now,
+            "updated_at": now,
+            "confirm_since": now - timedelta(days=1),
+        },
     )
     lead_id = stored.id
     previous = None if stored.signup_count == 1 else stored.consent_status
@@ -260,6 +277,8 @@ def _write_signup(
         dealer_id=stored.dealer_id,
         confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
         dealer_webhook_url=stored.dealer_webhook_url,
+        dealer_told=stored.dealer_told,
+        confirmations_today=stored.confirmations_today,
     )
     add_messages(session, messages, together_with=event)  # the event and the rows: one statement
     return lead_id

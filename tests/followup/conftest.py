@@ -23,7 +23,7 @@ from leadsvc.followup.clock import ManualClock, use_clock
 from leadsvc.followup.service import follow_up_for_app
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxMessage
-from tests.factories import dealer_csv, dealer_line, valid_signup
+from tests.factories import TEST_WEBHOOK_NETWORKS, dealer_csv, dealer_line, valid_signup
 
 NEW_YORK = ZoneInfo("America/New_York")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=NEW_YORK).astimezone(UTC)
@@ -48,6 +48,7 @@ def load_dealers(session, *, webhook_url: str = "") -> dict[str, int]:
             dealer_line("NYB", "10019", webhook_url=webhook_url, webhook_secret=secret),
             dealer_line("CHI", "60601", state="IL"),
         ),
+        webhook_networks=TEST_WEBHOOK_NETWORKS,
     )
     assert report.applied, report.rejected
     return dict(session.execute(sa.select(Dealer.code, Dealer.id)).all())

@@ -21,7 +21,7 @@ from leadsvc.dealers.models import Dealer
 from leadsvc.jobs.drainer import OutboxDrainer
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 from tests.conftest import TEST_SECRET_KEY
-from tests.factories import dealer_csv, dealer_line
+from tests.factories import TEST_WEBHOOK_NETWORKS, dealer_csv, dealer_line
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADSVC = shutil.which("leadsvc") or str(Path(sys.executable).parent / "leadsvc")
@@ -42,6 +42,7 @@ FAST_ENV = {
     "WEBHOOK_TIMEOUT": "1",
     "JOB_RETRY_INTERVALS": "1,1",
     "LOG_LEVEL": "INFO",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
 }
 SETTING_NAMES = {
     "DATABASE_URL",
@@ -55,6 +56,7 @@ SETTING_NAMES = {
     "SMTP_TIMEOUT",
     "WEBHOOK_TIMEOUT",
     "JOB_RETRY_INTERVALS",
+    "WEBHOOK_ALLOWED_NETWORKS",
 }
 
 
@@ -66,7 +68,7 @@ def add_dealer(session, *, code="NY1", zip5="10019", webhook_url: str | None = N
         webhook_url=webhook_url or "",
         webhook_secret=WEBHOOK_SECRET if webhook_url else "",
     )
-    report = import_dealers(session, dealer_csv(line))
+    report = import_dealers(session, dealer_csv(line), webhook_networks=TEST_WEBHOOK_NETWORKS)
     assert report.applied, report.rejected
     return session.scalars(sa.select(Dealer).where(Dealer.code == code)).one()
 
