@@ -94,10 +94,11 @@ def take(session: Session, settings, provider: str, deliveries: Sequence[Deliver
         if delivery.delivery_id in seen:
             counts[DUPLICATE] += max(1, len(delivery.notices))
             continue
+        if not delivery.notices:  # an open, a delivery...: nothing to do, nothing to note
+            counts[IGNORED] += 1
+            continue
         for notice in delivery.notices:
             counts[record_notice(session, settings, notice, provider, by_recipient=True)] += 1
-        if not delivery.notices:
-            counts[IGNORED] += 1
         _note(session, provider, delivery)
         seen[delivery.delivery_id] = delivery.digest
     log.info("bounce webhook %s: %s", provider, summary(counts))

@@ -41,7 +41,7 @@ class BounceEvent(Base):
 
 
 class WebhookDelivery(Base):
-    """One provider notification a bounce webhook has processed, by the provider's own id for
+    """One bounce or complaint notification a webhook has processed, by the provider's id for
     it, with a digest of what it said: the same notification again is answered and changes
     nothing; the same id saying something else is refused as a replay."""
 

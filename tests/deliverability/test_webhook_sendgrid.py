@@ -144,3 +144,12 @@ def test_webhook_settings_are_read_and_checked(tmp_path):
     ):
         with pytest.raises(SettingsError):
             Settings.from_env({**base, **wrong})
+
+
+def test_a_batch_larger_than_a_form_is_taken(app, smtp, session, signer):
+    sent = send_welcome(app, smtp, session)
+    opens = [event(sent, "open", f"open-{n}", useragent="x" * 200) for n in range(100)]
+    body = json.dumps(opens).encode()
+    assert len(body) > 16 * 1024  # the app's limit for everything else
+    reply = post(app, signer, opens)
+    assert reply.status_code == 200 and reply.json == {"outcomes": {"ignored": 100}}
