@@ -4,9 +4,10 @@ SendGrid's Event Webhook and Postmark.
 A provider whose settings are unset answers 404 with a plain-text message, as an unknown
 provider does. Every refusal is plain text too (the providers show it in their delivery logs):
 401 for an unsigned call or missing credentials, 403 for a wrong signature, a stale or replayed
-call, or a topic that is not ours; 400 for a genuine call that cannot be read. A call that was
-taken is answered 200 with what it did, and the same call again is answered 200 and changes
-nothing.
+call, or a topic that is not ours; 400 for a genuine call that cannot be read; 502 when Amazon
+SNS cannot be reached for its certificate or to confirm a subscription (SNS tries again). A
+call that was taken is answered 200 with what it did; the same call again is answered 200 and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ REFUSALS = {
         (401, "Unsigned, or without the credentials"),
         (403, "Wrongly signed, stale, replayed, or not our topic"),
         (404, "Unknown provider, or its settings are unset"),
-        (502, "The SNS subscription could not be confirmed"),
+        (502, "Amazon SNS (certificate or subscription URL) could not be reached"),
     )
 }
 
@@ -111,5 +112,5 @@ class BounceWebhook(MethodView):
             return plain(400, f"The notification cannot be read: {error}.")
         except OSError as error:
             log.warning("bounce webhook %s: %s", provider, describe_error(error))
-            return plain(502, "The subscription could not be confirmed; try again.")
+            return plain(502, "Amazon SNS could not be reached; try again.")
         return {"outcomes": dict(counts)}

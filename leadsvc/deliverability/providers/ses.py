@@ -14,7 +14,6 @@ import base64
 import binascii
 import re
 import threading
-import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -100,16 +99,16 @@ class SnsCertificates:
         return data
 
     def public_key(self, url: str) -> rsa.RSAPublicKey:
-        """The RSA key of the certificate at `url`, fetched once and kept while it is valid."""
+        """The RSA key of the certificate at `url`, fetched once and kept while it is valid;
+        OSError if it cannot be fetched."""
         now = datetime.now(UTC)
         with self._lock:
             kept = self._keys.get(url)
         if kept is not None and kept[1] > now:
             return kept[0]
+        data = self.fetch(url)  # OSError if SNS cannot be reached: the caller may try again
         try:
-            certificate = x509.load_pem_x509_certificate(self.fetch(url))
-        except (OSError, urllib.error.URLError) as error:
-            raise Refused(403, f"The signing certificate could not be fetched: {error}") from None
+            certificate = x509.load_pem_x509_certificate(data)
         except ValueError:
             raise Refused(403, "The signing certificate cannot be read.") from None
         key = certificate.public_key()
