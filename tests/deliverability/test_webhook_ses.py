@@ -69,6 +69,39 @@ def test_a_permanent_bounce_suppresses_the_address(app, smtp, session, signer, v
     assert after["bounced"] == [sent.lead_id]
 
 
+def test_without_a_verp_sender_the_message_id_finds_the_email(make_app, smtp, session, signer):
+    app = bounce_app(
+        make_app,
+        smtp,
+        bounce_domain=None,
+        ses_topic_arns=(TOPIC_ARN,),
+        sns_trusted_origin=LOCAL_ORIGIN,
+    )
+    first = send_welcome(app, smtp, session, "first@example.com")
+    second = send_welcome(app, smtp, session, "second@example.com")
+    notification = ses_bounce(first)
+    # The recipient SES names is someone else: the Message-ID wins over the address.
+    notification["bounce"]["bouncedRecipients"][0]["emailAddress"] = second.recipient
+    assert post(app, signer.sign(signer.notification(notification))).status_code == 200
+    assert state(session)["bounced"] == [first.lead_id]
+
+
+def test_an_unsubscribe_confirmation_is_answered_and_changes_nothing(app, session, signer, sns):
+    before = state(session)
+    confirmation = {
+        "Type": "UnsubscribeConfirmation",
+        "MessageId": "m-unsub",
+        "Token": "abc",
+        "TopicArn": TOPIC_ARN,
+        "Message": "You have unsubscribed from the topic.",
+        "SubscribeURL": sns.url + "/confirm?Token=abc",
+        "Timestamp": now_iso(),
+    }
+    reply = post(app, signer.sign(confirmation))
+    assert reply.status_code == 200 and reply.json == {"outcomes": {"ignored": 1}}
+    assert sns.requests == [CERT_PATH] and state(session) == before
+
+
 def test_a_transient_bounce_is_counted_and_a_complaint_withdraws(app, smtp, session, signer):
     sent = send_welcome(app, smtp, session)
     soft = signer.notification(ses_bounce(sent, "Transient", "4.2.2"), "m-soft")
