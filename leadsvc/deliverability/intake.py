@@ -33,7 +33,6 @@ from leadsvc.deliverability.record import DUPLICATE, record_notice
 from leadsvc.settings import SettingsError
 
 log = logging.getLogger(__name__)
-PROVIDERS = ("ses", "sendgrid", "postmark")
 IGNORED = "ignored"
 
 
