@@ -7,6 +7,7 @@ from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from leadsvc import console, edge, followup, input_bounds, jobs, outbound, request_context
+from leadsvc.deliverability import webhooks as bounce_webhooks
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
 from leadsvc.leads.email_address import EmailChecker
@@ -80,6 +81,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     metrics.init_app(app)
     followup.init_app(app)
     console.init_app(app)
+    bounce_webhooks.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -98,6 +100,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(dealer_blp)
     api.register_blueprint(admin_blp)
     api.register_blueprint(consent_blp)
+    api.register_blueprint(bounce_webhooks.blp)
     for blueprint in followup.blueprints():
         api.register_blueprint(blueprint)
     app.register_blueprint(pages)

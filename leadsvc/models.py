@@ -10,7 +10,7 @@ from leadsvc.consent.models import (
 )
 from leadsvc.db import Base
 from leadsvc.dealers.models import Dealer, LeadMove, RoutingVersion, Territory, ZipRoute
-from leadsvc.deliverability.models import BounceEvent
+from leadsvc.deliverability.models import BounceEvent, WebhookDelivery
 from leadsvc.followup.models import FollowUp, Holiday
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
@@ -37,6 +37,7 @@ __all__ = [
     "StaffSignInFailure",
     "StaffUser",
     "Territory",
+    "WebhookDelivery",
     "ZipCode",
     "ZipRoute",
 ]

@@ -7,6 +7,8 @@ generated secret key under `instance/`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import secrets
@@ -33,6 +35,10 @@ SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 DEFAULT_LIMIT_PER_IP = "30/minute;300/hour"
 #: One address signing up again and again (list bombing someone else's inbox).
 DEFAULT_LIMIT_PER_EMAIL = "5/hour;10/day"
+#: Where Amazon SNS signing certificates and subscription confirmations may be fetched from
+#: (`scheme://host` of the URL, matched in full). Never read from the environment.
+SNS_TRUSTED_ORIGIN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+_TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
 
 
 class SettingsError(ValueError):
@@ -263,6 +269,16 @@ class Settings:
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 7
     hard_bounce_days: int = 365
+    #: Bounce webhooks (POST /webhooks/bounces/<provider>): the SNS topics whose Amazon SES
+    #: notifications are taken, SendGrid's Event Webhook verification key (base64 DER), and
+    #: the HTTP basic credentials Postmark's webhook sends. A provider left unset is off.
+    ses_topic_arns: tuple[str, ...] = ()
+    sendgrid_webhook_public_key: str | None = None
+    postmark_webhook_user: str | None = None
+    postmark_webhook_password: str | None = None
+    #: For tests only, and never read from the environment: the origins SNS certificates and
+    #: subscription URLs may come from (production keeps SNS_TRUSTED_ORIGIN).
+    sns_trusted_origin: str = SNS_TRUSTED_ORIGIN
 
     @property
     def zip_data_dir(self) -> Path:
@@ -335,6 +351,7 @@ class Settings:
             retention_days=int(_number(env, "RETENTION_DAYS", 730, 1, 36_500)),
             **_follow_up(env),
             **_deliverability(env),
+            **_bounce_webhooks(env),
         )
 
 
@@ -365,6 +382,35 @@ def _deliverability(env: Mapping[str, str]) -> dict:
         "soft_bounce_limit": int(_number(env, "SOFT_BOUNCE_LIMIT", 3, 1, 100)),
         "soft_bounce_days": int(_number(env, "SOFT_BOUNCE_DAYS", 7, 1, 365)),
         "hard_bounce_days": int(_number(env, "HARD_BOUNCE_DAYS", 365, 1, 36_500)),
+    }
+
+
+def _bounce_webhooks(env: Mapping[str, str]) -> dict:
+    """SES_TOPIC_ARNS, SENDGRID_WEBHOOK_PUBLIC_KEY, POSTMARK_WEBHOOK_USER/PASSWORD."""
+    arns = tuple(a.strip() for a in (_optional(env, "SES_TOPIC_ARNS") or "").split(",") if a)
+    if not all(_TOPIC_ARN.fullmatch(arn) for arn in arns):
+        raise SettingsError("SES_TOPIC_ARNS must be SNS topic ARNs, separated by commas")
+    key = _optional(env, "SENDGRID_WEBHOOK_PUBLIC_KEY")
+    if key is not None:
+        try:
+            base64.b64decode(key, validate=True)
+        except binascii.Error:
+            raise SettingsError(
+                "SENDGRID_WEBHOOK_PUBLIC_KEY must be the base64 verification key SendGrid shows"
+            ) from None
+    user = _optional(env, "POSTMARK_WEBHOOK_USER")
+    password = _optional(env, "POSTMARK_WEBHOOK_PASSWORD")
+    if (user is None) != (password is None):
+        raise SettingsError(
+            "set both POSTMARK_WEBHOOK_USER and POSTMARK_WEBHOOK_PASSWORD, or neither"
+        )
+    if password is not None and len(password) < 16:
+        raise SettingsError("POSTMARK_WEBHOOK_PASSWORD must be at least 16 characters")
+    return {
+        "ses_topic_arns": arns,
+        "sendgrid_webhook_public_key": key,
+        "postmark_webhook_user": user,
+        "postmark_webhook_password": password,
     }
 
 

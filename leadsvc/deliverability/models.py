@@ -38,3 +38,21 @@ class BounceEvent(Base):
     #: Whether this event suppressed the address (a hard bounce, or the soft-bounce limit).
     suppressed: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookDelivery(Base):
+    """One bounce or complaint notification a webhook has processed, by the provider's id for
+    it, with a digest of what it said: the same notification again is answered and changes
+    nothing; the same id saying something else is refused as a replay."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.UniqueConstraint("provider", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: ses | sendgrid | postmark
+    provider: Mapped[str] = mapped_column(sa.String(16))
+    #: The provider's id of the notification (SNS MessageId, sg_event_id, Postmark's record).
+    delivery_id: Mapped[str] = mapped_column(sa.String(128))
+    #: SHA-256 (hex) of the notification's content as the provider sent it.
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

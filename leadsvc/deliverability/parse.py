@@ -132,6 +132,19 @@ def envelope_token(message: Message, raw: bytes) -> str | None:
     return found[1].lower() if found else None
 
 
+def verp_token_in(text: str | None) -> str | None:
+    """The VERP token of the `bounces+<token>@...` address in `text` (a provider's copy of the
+    envelope sender), if there is one."""
+    found = _VERP_ADDRESS.search(text or "")
+    return found[1].lower() if found else None
+
+
+def message_id_in(text: str | None) -> str | None:
+    """The first `<...@...>` Message-ID in `text`, if there is one."""
+    found = _MESSAGE_ID.search(text or "")
+    return found[0] if found else None
+
+
 def _quoted_headers(message: Message) -> list[Message]:
     """The original email's header blocks the notification quotes (message/rfc822 or
     text/rfc822-headers parts)."""

@@ -29,6 +29,8 @@ from leadsvc.request_context import ConsentContext
 
 RECORDED, DUPLICATE, UNMATCHED = "recorded", "duplicate", "unmatched"
 SUPPRESSED_REASON = "suppressed: mail to the address bounced"
+#: An outbox row in one of these went (or may have gone) out: a bounce can answer it.
+SENT_STATUSES = ("sent", "handed_off", "unknown")
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,20 @@ def notification_key(source: str, notice: Notice) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def find_target(session: Session, settings, notice: Notice) -> Target | None:
-    """The outbox row by the VERP token, else by the quoted Message-ID; None if neither is
-    ours (a notice about someone else's mail is not acted on)."""
+def find_target(
+    session: Session, settings, notice: Notice, by_recipient: bool = False
+) -> Target | None:
+    """The outbox row by the VERP token, else by the quoted Message-ID (unguessable: see
+    `leadsvc.outbound.messages.message_id`), else, when `by_recipient` (a provider that signed
+    or authenticated its call names the recipient), by the address where that is unambiguous.
+    None if none of these is ours: a notice about someone else's mail is not acted on."""
     row = None
     if notice.envelope_token:
         try:
             outbox_id = link_tokens(settings).verp_outbox_id(notice.envelope_token)
         except InvalidToken:
+            if settings.bounce_domain:
+                return None  # came back to an envelope address we never made: forged
             outbox_id = None
         if outbox_id is not None:
             row = session.get(OutboxMessage, outbox_id)
@@ -61,19 +69,41 @@ def find_target(session: Session, settings, notice: Notice) -> Target | None:
         row = session.scalars(
             sa.select(OutboxMessage).where(OutboxMessage.message_id == notice.original_message_id)
         ).first()
+    if row is None and by_recipient and notice.recipient:
+        row = _sent_to(session, notice.recipient)
     if row is None:
         return None
     person = row.kind in PERSON_KINDS and row.dealer_id is None
     return Target(row.id, row.lead_id if person else None)
 
 
-def record_notice(session: Session, settings, notice: Notice, source: str) -> str:
+def _sent_to(session: Session, recipient: str) -> OutboxMessage | None:
+    """The last email sent to the person whose address `recipient` is: one lead at most has it
+    (`email_key` is unique), and only if an email to that person really went out."""
+    return session.scalars(
+        sa.select(OutboxMessage)
+        .join(Lead, Lead.id == OutboxMessage.lead_id)
+        .where(
+            Lead.email_key == recipient.strip().lower(),
+            OutboxMessage.kind.in_(PERSON_KINDS),
+            OutboxMessage.dealer_id.is_(None),
+            OutboxMessage.status.in_(SENT_STATUSES),
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+
+
+def record_notice(
+    session: Session, settings, notice: Notice, source: str, by_recipient: bool = False
+) -> str:
     """Record one notice and apply it, in one transaction (committed). Returns "recorded",
-    "duplicate" (already recorded) or "unmatched" (answers no email of ours)."""
+    "duplicate" (already recorded) or "unmatched" (answers no email of ours). `by_recipient`:
+    see `find_target`."""
     key = notification_key(source, notice)
     if session.scalar(sa.select(BounceEvent.id).where(BounceEvent.notification_key == key)):
         return DUPLICATE
-    target = find_target(session, settings, notice)
+    target = find_target(session, settings, notice, by_recipient)
     if target is None:
         return UNMATCHED
     event = BounceEvent(

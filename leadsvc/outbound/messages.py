@@ -54,9 +54,11 @@ def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Link
 
 
 def message_id(settings, outbox_id: int, kind: str) -> str:
-    """The same Message-ID for every try of one job, so a mailbox can tell it is one message."""
+    """The same Message-ID for every try of one job, so a mailbox can tell it is one message;
+    its tag (`LinkTokens.message_tag`) makes it unguessable, so a forged bounce cannot name it."""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
-    return f"<outbox-{outbox_id}.{kind.replace('_', '-')}@{domain}>"
+    tag = link_tokens(settings).message_tag(outbox_id, kind)
+    return f"<outbox-{outbox_id}.{kind.replace('_', '-')}.{tag}@{domain}>"
 
 
 def person_email(

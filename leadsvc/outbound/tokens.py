@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 CONFIRM_SALT = "leadsvc.outbound.confirm"
 UNSUBSCRIBE_SALT = "leadsvc.outbound.unsubscribe"
 VERP_SALT = b"leadsvc.outbound.verp"
+MESSAGE_ID_SALT = b"leadsvc.outbound.message-id"
 #: The envelope sender's local part before `+<token>`: `bounces+<token>@BOUNCE_DOMAIN`.
 VERP_LOCAL_PART = "bounces"
 #: `<outbox id>-<16 hex digits of HMAC-SHA256>`: lower case only (some MTAs fold local parts).
@@ -78,6 +79,14 @@ class LinkTokens:
         if not hmac.compare_digest(match[2], self._verp_mac(outbox_id)):
             raise InvalidToken("not an envelope token")
         return outbox_id
+
+    def message_tag(self, outbox_id: int, kind: str) -> str:
+        """The secret part of an email's Message-ID: 128 bits of HMAC-SHA256 of the row and kind,
+        the same for every try of the row, and not to be guessed without SECRET_KEY (a bounce
+        that quotes a Message-ID is believed only because nobody else could know it)."""
+        key = hashlib.sha256(MESSAGE_ID_SALT + self.secret_key.encode()).digest()
+        text = f"{outbox_id}:{kind}".encode()
+        return hmac.new(key, text, hashlib.sha256).hexdigest()[:32]
 
     def _verp_mac(self, outbox_id: int) -> str:
         key = hashlib.sha256(VERP_SALT + self.secret_key.encode()).digest()

@@ -59,7 +59,9 @@ def test_single_opt_in_sends_a_welcome_email_with_unsubscribe_headers(
     assert welcome["Subject"] == "Welcome to MINI USA Stay In the Loop"
     assert parseaddr(welcome["From"])[1] == "stay-in-the-loop@newsletter.example.com"
     message_id = welcome["Message-ID"]
-    assert re.fullmatch(r"<outbox-\d+\.welcome-email@newsletter\.example\.com>", message_id)
+    assert re.fullmatch(
+        r"<outbox-\d+\.welcome-email\.[0-9a-f]{32}@newsletter\.example\.com>", message_id
+    )
     assert welcome["Date"]
     url = assert_list_headers(mail_app, welcome, person.id)
     assert welcome.get_content_type() == "multipart/alternative"
