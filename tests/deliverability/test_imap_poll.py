@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadsvc.deliverability.models import BounceEvent
+from leadsvc.jobs.relay import Relay
 from leadsvc.leads.models import Lead
 from tests.conftest import IN_CI, free_port
 from tests.deliverability.dovecot import DOVECOT, running_dovecot
@@ -82,3 +83,30 @@ def test_poll_says_what_failed_when_the_password_is_wrong(make_app, smtp, doveco
         result = app.test_cli_runner().invoke(args=["bounces", "poll"])
     assert result.exit_code != 0
     assert "the bounce mailbox" in result.output and "wrong" not in result.output
+
+
+def test_the_relay_reads_the_bounce_mailbox_every_bounce_poll_seconds(
+    make_app, smtp, session, dovecot, redis
+):
+    app = bounce_app(make_app, smtp, bounce_imap_url=dovecot.url, bounce_poll_seconds=3600)
+    sent = send_welcome(app, smtp, session)
+    dovecot.deliver(sent.notification("postfix_hard.eml"))
+    relay = Relay(app, redis)
+    assert relay.full_pass().bounce_mails == 1
+    session.rollback()
+    assert session.get(Lead, sent.lead_id).bounced_at is not None
+    assert len(dovecot.folder(PROCESSED)) == 1
+    dovecot.deliver(QUESTION)
+    assert relay.full_pass().bounce_mails == 0  # the next read comes after BOUNCE_POLL_SECONDS
+    assert _ids(dovecot.folder("INBOX")) == ["<question-1@example.org>"]
+
+
+def test_an_unreadable_bounce_mailbox_never_stops_the_relay(make_app, redis, caplog):
+    closed = f"imap://bounces:secret@127.0.0.1:{free_port()}/INBOX"
+    app = make_app(bounce_imap_url=closed)
+    report = Relay(app, redis).full_pass()
+    assert report.bounce_mails == 0
+    assert any(
+        "relay: the bounce mailbox: ConnectionRefusedError" in r.getMessage()
+        for r in caplog.records
+    )
