@@ -190,3 +190,16 @@ def test_an_older_emails_preferences_link_is_stale_after_a_withdrawal_and_a_new_
 
     assert client.post(latest, data={"newsletter": "on"}).status_code == 200
     assert _events(session, lead_id)[-1][0] == "dealer_off"
+
+
+def test_a_new_signup_turns_both_choices_on_again(mail_app, mail_client, mail_session, dealer):
+    lead_id = _sign_up(mail_app, mail_session)
+    token = link_tokens(mail_app.config["LEADSVC_SETTINGS"]).preferences_token(lead_id, 1)
+    mail_client.post(f"/preferences/{token}", data={"newsletter": "on"})
+    assert _lead(mail_session, lead_id).dealer_contact is False
+    assert mail_client.post("/api/v1/signups", json=valid_signup()).status_code == 202
+    lead = _lead(mail_session, lead_id)
+    assert (lead.newsletter, lead.dealer_contact, lead.signup_count) == (True, True, 2)
+    mail_session.rollback()
+    query = sa.select(OutboxMessage.status).where(OutboxMessage.kind == "dealer_email")
+    assert mail_session.scalars(query.order_by(OutboxMessage.id)).all() == ["skipped", "pending"]
