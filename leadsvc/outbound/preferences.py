@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.service import record_consent
+from leadsvc.consent.subjects import ERASED
 from leadsvc.db import utcnow
 from leadsvc.leads.models import Lead
 from leadsvc.outbound.subscription import CONSENTED, WITHDRAWN, notify_dealer, withdraw_lead
@@ -64,9 +65,10 @@ class Choice:
 
 def preferences_state(lead: Lead | None, signup: int) -> str:
     """What a preferences link for the lead's `signup`-th signup may do now: "open", or
-    "missing" (no such lead), "stale" (a newer signup has its own link), "withdrawn" (the
-    person unsubscribed since: only a new signup, confirmed, brings the emails back)."""
-    if lead is None:
+    "missing" (no such lead, or the person was erased), "stale" (a newer signup has its own
+    link), "withdrawn" (the person unsubscribed since: only a new signup, confirmed, brings the
+    emails back)."""
+    if lead is None or lead.consent_status == ERASED:
         return MISSING
     if lead.signup_count != signup:
         return STALE

@@ -7,10 +7,12 @@ import re
 import sqlalchemy as sa
 
 from leadsvc.consent.models import ConsentEvent
+from leadsvc.consent.subjects import erase_subject
 from leadsvc.leads.models import Lead
 from leadsvc.outbound import preferences as prefs
 from leadsvc.outbound.tokens import link_tokens
 from leadsvc.outbox.models import OutboxMessage
+from leadsvc.request_context import ConsentContext
 from tests.factories import valid_signup
 from tests.jobs.support import FAST, drain, parts
 
@@ -203,3 +205,20 @@ def test_a_new_signup_turns_both_choices_on_again(mail_app, mail_client, mail_se
     mail_session.rollback()
     query = sa.select(OutboxMessage.status).where(OutboxMessage.kind == "dealer_email")
     assert mail_session.scalars(query.order_by(OutboxMessage.id)).all() == ["skipped", "pending"]
+
+
+def test_an_erased_persons_preferences_link_changes_nothing(mail_app, mail_client, mail_session):
+    lead_id = _sign_up(mail_app, mail_session)
+    token = link_tokens(mail_app.config["LEADSVC_SETTINGS"]).preferences_token(lead_id, 1)
+    context = ConsentContext(None, None, "test", None)
+    with mail_app.app_context():
+        erase_subject(mail_session, valid_signup()["email"], context)
+    events = _events(mail_session, lead_id)
+    for reply in (
+        mail_client.get(f"/preferences/{token}"),
+        mail_client.post(f"/preferences/{token}", data={"newsletter": "on"}),
+        mail_client.post(f"/preferences/{token}", data={"action": "unsubscribe"}),
+    ):
+        assert reply.status_code == 400 and "not valid" in reply.get_data(as_text=True)
+    assert _events(mail_session, lead_id) == events
+    assert _lead(mail_session, lead_id).consent_status == "erased"
