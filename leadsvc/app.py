@@ -6,7 +6,16 @@ from flask import Flask
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from leadsvc import console, edge, followup, input_bounds, jobs, outbound, request_context
+from leadsvc import (
+    console,
+    deliverability,
+    edge,
+    followup,
+    input_bounds,
+    jobs,
+    outbound,
+    request_context,
+)
 from leadsvc.deliverability import webhooks as bounce_webhooks
 from leadsvc.errors import register_error_handlers
 from leadsvc.extensions import api, db
@@ -80,6 +89,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     edge.init_app(app)
     metrics.init_app(app)
     followup.init_app(app)
+    deliverability.init_app(app)
     console.init_app(app)
     bounce_webhooks.init_app(app)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.chain import ERASED_PREFIX, subject_hash, subject_key
@@ -34,6 +35,9 @@ from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 from leadsvc.request_context import ConsentContext
 
 ERASED = "erased"
+#: `app.extensions` key: name -> function(session, lead id) of the sections packages above this
+#: one add to a subject lookup (leadsvc.deliverability's bounce history, as "bounces").
+SUBJECT_SECTIONS_KEY = "leadsvc.subject_sections"
 
 
 def subject_email_key(email: str) -> str:
@@ -95,6 +99,7 @@ def lookup_subject(session: Session, email: str) -> dict[str, Any]:
     return {
         "email": email_key,
         "found": lead is not None or bool(events),
+        **_sections(session, lead),
         "erased_at": erased.erased_at if erased else None,
         "lead": _lead_fields(session, lead),
         "consent_events": [
@@ -115,6 +120,11 @@ def lookup_subject(session: Session, email: str) -> dict[str, Any]:
     }
 
 
+def _sections(session: Session, lead: Lead | None) -> dict[str, Any]:
+    sections = current_app.extensions.get(SUBJECT_SECTIONS_KEY, {}) if has_app_context() else {}
+    return {name: read(session, lead.id) if lead else [] for name, read in sections.items()}
+
+
 def _lead_fields(session: Session, lead: Lead | None) -> dict[str, Any] | None:
     if lead is None:
         return None
@@ -131,6 +141,9 @@ def _lead_fields(session: Session, lead: Lead | None) -> dict[str, Any] | None:
         "utm": lead.utm,
         "interests": lead.interests,
         "consent_status": lead.consent_status,
+        "newsletter": lead.newsletter,
+        "dealer_contact": lead.dealer_contact,
+        "bounced_at": lead.bounced_at,
         "consent_text_version": lead.consent_text_version,
         "signup_count": lead.signup_count,
         "created_at": lead.created_at,

@@ -40,6 +40,17 @@ def signups_chart(rows, days: int) -> bytes:
     return chart.render()
 
 
+def bounce_rate_chart(rows, days: int) -> bytes:
+    """A line: the share of each day's emails that bounced, in per cent."""
+    chart = pygal.Line(
+        **_config(title=f"Bounce rate, last {days} days (%)", show_legend=False, min_scale=1)
+    )
+    chart.x_labels = [row.day.strftime("%b %d") for row in rows]
+    chart.x_labels_major = chart.x_labels[:: max(len(rows) // 6, 1)]
+    chart.add("Bounce rate", [round(row.rate * 100, 2) for row in rows])
+    return chart.render()
+
+
 def bars_chart(title: str, rows: list[tuple[str, int]]) -> bytes:
     """Horizontal bars, one per label."""
     chart = pygal.HorizontalBar(**_config(title=title, show_legend=False))

@@ -8,6 +8,7 @@ from leadsvc.consent import figures
 from leadsvc.console import charts
 from leadsvc.console.access import roles
 from leadsvc.console.frame import blp
+from leadsvc.deliverability.figures import bounce_rate_per_day
 from leadsvc.extensions import db
 from leadsvc.outbox.messages import FAILED, UNKNOWN, WAITING, outbox_status
 
@@ -46,10 +47,14 @@ def overview():
         dealers=figures.leads_per_dealer(db.session),
         outbox=_outbox(),
         seal=figures.last_seal(db.session),
+        bounces=[
+            (row.day, row.sent, row.bounced, f"{row.rate:.1%}")
+            for row in bounce_rate_per_day(db.session, days)
+        ],
     )
 
 
-@blp.route("/overview/<any(signups, campaigns, consent, dealers):name>.svg")
+@blp.route("/overview/<any(signups, campaigns, consent, dealers, bounces):name>.svg")
 @roles("admin", "compliance")
 def overview_chart(name: str):
     """One chart of the overview as an SVG image."""
@@ -65,6 +70,8 @@ def overview_chart(name: str):
         svg = charts.bars_chart(
             "Leads per dealer (top 20)", figures.leads_per_dealer(db.session)[:20]
         )
+    elif name == "bounces":
+        svg = charts.bounce_rate_chart(bounce_rate_per_day(db.session, days), days)
     else:  # pragma: no cover - the route admits only the names above
         abort(404)
     response = Response(svg, mimetype="image/svg+xml")

@@ -84,7 +84,8 @@ def adf_document(
     """One `<adf>` document for the leads (dealer-facing records), or None if none can be sent."""
     adf = ET.Element("adf")
     for record in records:
-        if record.get("consent") not in WITHHELD_STATES:
+        shared = record.get("consent") not in WITHHELD_STATES and record.get("dealer_contact", True)
+        if shared:
             _prospect(adf, record, dealer, provider_url)
     if not len(adf):
         return None

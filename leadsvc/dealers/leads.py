@@ -2,7 +2,8 @@
 
 Every query here is filtered by the calling dealer's id; a lead of another dealer, an unassigned
 lead and a missing id are indistinguishable. Leads awaiting double opt-in confirmation are not
-served; a withdrawn person's lead is served without its personal fields.
+served; a withdrawn person's lead, or one who asked not to be contacted by the dealer, is
+served without its personal fields.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class FeedPage:
 
 def lead_record(lead: Lead) -> dict[str, Any]:
     """What a dealer sees of a lead."""
-    withheld = lead.consent_status in WITHHELD_STATES
+    withheld = lead.consent_status in WITHHELD_STATES or lead.dealer_contact is False
     record = {
         "id": lead.id,
         "first_name": lead.first_name,
@@ -56,6 +57,7 @@ def lead_record(lead: Lead) -> dict[str, Any]:
         "routing_reason": lead.routing_reason,
         "consent": lead.consent_status,
         "email_status": "bounced" if lead.bounced_at is not None else "ok",
+        "dealer_contact": lead.dealer_contact is not False,
         "created_at": lead.created_at,
         "acknowledged_at": lead.acknowledged_at,
         "interests": lead.interests or [],

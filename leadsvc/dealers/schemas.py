@@ -46,6 +46,12 @@ class DealerLeadSchema(Schema):
     email_status = fields.String(
         metadata={"description": "ok, or bounced: mail to the address bounced (do not email it)"}
     )
+    dealer_contact = fields.Boolean(
+        metadata={
+            "description": "false: the person asked not to be contacted by the dealer; the lead "
+            "then carries no personal fields, as a withdrawn one"
+        }
+    )
     created_at = fields.DateTime()
     acknowledged_at = fields.DateTime(allow_none=True)
     interests = fields.List(fields.String(), allow_none=True)

@@ -58,6 +58,7 @@ def _still_waiting(lead: Lead | None, turn: sa.Row) -> bool:
         and lead.delivery_seq == turn.delivery_seq
         and lead.acknowledged_at is None
         and lead.consent_status in ACTIVE_CONSENT
+        and lead.dealer_contact
     )
 
 

@@ -72,6 +72,7 @@ def start_turns(session: Session, calendars: Calendars, now: datetime) -> int:
             Dealer.active,
             Lead.acknowledged_at.is_(None),
             Lead.consent_status.in_(ACTIVE_CONSENT),
+            Lead.dealer_contact.is_(True),
             ~has_turn,
         )
         .order_by(Lead.id)
@@ -144,7 +145,8 @@ def answer_values(calendars: Calendars, turn: FollowUp, dealer: Dealer, at: date
 
 
 def close_turns(session: Session, calendars: Calendars, now: datetime) -> int:
-    """End open turns whose lead was acknowledged, withdrawn or moved elsewhere; commits."""
+    """End open turns whose lead was acknowledged, withdrawn, moved elsewhere, or whose person
+    asked not to be contacted by the dealer; commits."""
     rows = session.execute(
         sa.select(FollowUp, Lead, Dealer)
         .join(Lead, Lead.id == FollowUp.lead_id)
@@ -154,6 +156,7 @@ def close_turns(session: Session, calendars: Calendars, now: datetime) -> int:
             sa.or_(
                 ~_same_assignment(),
                 Lead.consent_status.not_in(ACTIVE_CONSENT),
+                Lead.dealer_contact.is_(False),
                 Lead.acknowledged_at.is_not(None),
             ),
         )
@@ -167,6 +170,8 @@ def close_turns(session: Session, calendars: Calendars, now: datetime) -> int:
             values = {"state": CLOSED, "ended_at": now, "end_reason": "moved_elsewhere"}
         elif lead.consent_status not in ACTIVE_CONSENT:
             values = {"state": CLOSED, "ended_at": now, "end_reason": lead.consent_status}
+        elif not lead.dealer_contact:
+            values = {"state": CLOSED, "ended_at": now, "end_reason": "no_dealer_contact"}
         else:
             values = answer_values(calendars, turn, dealer, min(lead.acknowledged_at, now), "ack")
         ended += _end(session, turn.id, **values)

@@ -10,7 +10,9 @@ The request path writes rows and talks to nothing but the database. The relay:
   quarter of the signup throughput, for a wake-up a few tens of milliseconds sooner;
 - every `interval` seconds, also: settles tries whose lease ran out (their worker died),
   seals new consent events into the hash chain, and sweeps queued rows whose rq job is gone
-  (Redis lost it, or it ended without settling its row) back to pending under a new generation.
+  (Redis lost it, or it ended without settling its row) back to pending under a new generation;
+- every BOUNCE_POLL_SECONDS, when BOUNCE_IMAP_URL is set, reads the bounce mailbox (as
+  `leadsvc bounces poll` does; several relays reading it at once record each notice once).
 
 Redis being down delays mail but never loses a row: rows whose hand-off failed go back to
 pending, and the relay keeps trying with a growing pause.
@@ -18,6 +20,7 @@ pending, and the relay keeps trying with a growing pause.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import threading
 import time
@@ -32,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from leadsvc.consent.chain import seal_for_app
 from leadsvc.db import utcnow
+from leadsvc.deliverability.imap import poll_mailbox
 from leadsvc.extensions import db
 from leadsvc.followup.service import follow_up_for_app
 from leadsvc.jobs.queue import enqueue_batches, outbound_queues
@@ -63,6 +67,7 @@ class RelayReport:
     swept: int = 0
     given_up: int = 0
     sealed: int = 0
+    bounce_mails: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -77,6 +82,7 @@ class Relay:
         self.connection = connection
         self.queues = outbound_queues(connection, self.settings.job_timeout)
         self.sessions = db.sessionmaker(app)
+        self.next_bounce_poll = 0.0
 
     def dispatch(self) -> int:
         """Hand every due pending row to rq; returns how many."""
@@ -101,10 +107,25 @@ class Relay:
             report.reclaimed = len(reclaim_expired(session, self.settings.max_attempts))
         report.sealed = seal_for_app(self.app).events
         follow_up_for_app(self.app)  # reminders and moves of unanswered leads
+        report.bounce_mails = self.poll_bounces()
         report.enqueued = self.dispatch()
         report.swept, report.given_up = self.sweep()
         report.enqueued += self.dispatch()  # what the sweep put back
         return report
+
+    def poll_bounces(self) -> int:
+        """Read the bounce mailbox if one is set and BOUNCE_POLL_SECONDS have passed since the
+        last read; returns how many messages it held. A mailbox that cannot be read is logged
+        and tried again at the next interval: it never stops the relay's other work."""
+        if not self.settings.bounce_imap_url or time.monotonic() < self.next_bounce_poll:
+            return 0
+        self.next_bounce_poll = time.monotonic() + self.settings.bounce_poll_seconds
+        try:
+            with self.sessions() as session:
+                return poll_mailbox(session, self.settings).outcomes.total()
+        except (imaplib.IMAP4.error, OSError) as error:
+            log.warning("relay: the bounce mailbox: %s", describe_error(error))
+            return 0
 
     def sweep(self) -> tuple[int, int]:
         """Queued rows whose job is gone go back to pending (new generation), or fail after

@@ -52,5 +52,10 @@ class Lead(Base):
     #: When mail to the address last bounced hard (or soft too often): nothing more is sent to
     #: it until the person confirms the address again.
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The person's preferences (their preferences page): emails from the brand, and contact by
+    #: their dealer (off: the dealer sees the lead without the person's details). Both off is
+    #: an unsubscribe; a new signup turns both on again.
+    newsletter: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    dealer_contact: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

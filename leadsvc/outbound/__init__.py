@@ -2,10 +2,9 @@
 
 `messages` builds the emails (Jinja templates, RFC 8058 one-click unsubscribe headers),
 `mail` hands them to SMTP or to .eml files, `dealer_notice` builds the ADF email and the signed
-webhook, `tokens` signs the confirm and unsubscribe links, `subscription` holds the consent
-changes those links make, `views` serves the confirm and unsubscribe pages, and `delivery`
-registers how each outbox
-kind of this package is prepared and sent.
+webhook, `tokens` signs the confirm, unsubscribe and preferences links, `subscription` and
+`preferences` hold the consent changes those links make, `views` serves their pages, and
+`delivery` registers how each outbox kind of this package is prepared and sent.
 """
 
 

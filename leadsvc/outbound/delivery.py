@@ -104,6 +104,10 @@ def skip_reason(
         if lead.consent_status == "withdrawn":
             return "suppressed: the person unsubscribed"
         return f"not sent to a lead whose consent is {lead.consent_status}"
+    if kind == WELCOME_EMAIL and lead.newsletter is False:
+        return "suppressed: the person turned the emails off"
+    if kind in (*DEALER_KINDS, *REMINDER_KINDS) and lead.dealer_contact is False:
+        return "the person asked not to be contacted by the dealer"
     if kind in (*DEALER_KINDS, *REMINDER_KINDS) and lead.dealer_id != dealer_id:
         return "the lead moved to another dealer"
     if kind in REMINDER_KINDS and lead.acknowledged_at is not None:

@@ -1,6 +1,7 @@
 """The emails to the person: the confirmation and the welcome, both from Jinja templates.
 
-Every one carries the brand's postal address, a visible unsubscribe link, List-Unsubscribe (an
+Every one carries the brand's postal address, a visible unsubscribe link and a link to the
+person's preferences page, List-Unsubscribe (an
 https link with an opaque signed token, and a mailto), List-Unsubscribe-Post for RFC 8058
 one-click unsubscribe, and List-Id (RFC 2919); a plain-text and an HTML part. None repeats the
 names the person typed: a form that mails whatever name it is given is a spam relay (the "name"
@@ -36,10 +37,11 @@ class Links:
     unsubscribe_url: str
     unsubscribe_mailto: str
     confirm_url: str | None
+    preferences_url: str
 
 
 def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Links:
-    """The person's unsubscribe link and mailto, and the confirm link
+    """The person's unsubscribe link and mailto, the preferences page, and the confirm link
     (for the lead's `signup`-th signup) when one is needed."""
     tokens = link_tokens(settings)
     unsubscribe = tokens.unsubscribe_token(lead_id)
@@ -50,6 +52,7 @@ def links_for(settings, lead_id: int, *, confirm: bool, signup: int = 1) -> Link
             f"mailto:{settings.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe)}"
         ),
         confirm_url=f"{base}/confirm/{tokens.confirm_token(lead_id, signup)}" if confirm else None,
+        preferences_url=f"{base}/preferences/{tokens.preferences_token(lead_id, signup)}",
     )
 
 
@@ -79,6 +82,7 @@ def person_email(
         "list_name": LIST_NAME,
         "postal_address": settings.brand_postal_address,
         "unsubscribe_url": links.unsubscribe_url,
+        "preferences_url": links.preferences_url,
         "confirm_url": links.confirm_url,
         "confirm_days": settings.confirm_link_days,
         "dealer_name": dealer_name,

@@ -4,9 +4,10 @@
 A token carries only the lead id, signed with the app's SECRET_KEY under a salt per purpose, so
 a confirm token is no unsubscribe token and no email address appears in any link. A confirm
 token also carries the signup it was sent for (the lead's signup count then): after a new
-signup, an older confirmation link no longer confirms anything. Confirm tokens expire
-(CONFIRM_LINK_DAYS); unsubscribe and preferences tokens do not, because an email sits in an
-inbox for years and its unsubscribe link must keep working.
+signup, an older confirmation link no longer confirms anything; a preferences token carries it
+too, so an older email's preferences page cannot change a later signup's choices. Confirm
+tokens expire (CONFIRM_LINK_DAYS); unsubscribe and preferences tokens do not, because an email
+sits in an inbox for years and its unsubscribe link must keep working.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 CONFIRM_SALT = "leadsvc.outbound.confirm"
 UNSUBSCRIBE_SALT = "leadsvc.outbound.unsubscribe"
+PREFERENCES_SALT = "leadsvc.outbound.preferences"
 VERP_SALT = b"leadsvc.outbound.verp"
 MESSAGE_ID_SALT = b"leadsvc.outbound.message-id"
 #: The envelope sender's local part before `+<token>`: `bounces+<token>@BOUNCE_DOMAIN`.
@@ -52,6 +54,17 @@ class LinkTokens:
 
     def unsubscribe_token(self, lead_id: int) -> str:
         return self._serializer(UNSUBSCRIBE_SALT).dumps(lead_id)
+
+    def preferences_token(self, lead_id: int, signup: int) -> str:
+        """The preferences page of the lead's `signup`-th signup."""
+        return self._serializer(PREFERENCES_SALT).dumps([lead_id, signup])
+
+    def preferences_target(self, token: str) -> tuple[int, int]:
+        """The lead id and the signup a preferences link was sent for."""
+        value = self._load(PREFERENCES_SALT, token, None)
+        if isinstance(value, list) and len(value) == 2 and all(map(_positive, value)):
+            return value[0], value[1]
+        raise InvalidToken("the link is not valid")
 
     def confirm_target(self, token: str) -> tuple[int, int]:
         """The lead id and the signup (its number) a confirmation link was sent for. A link

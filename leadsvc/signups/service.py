@@ -49,6 +49,8 @@ _REFRESHED_ON_REPEAT = (
     "zip5",
     "zip4",
     "consent_text_version",
+    "newsletter",
+    "dealer_contact",
     "updated_at",
 )
 #: Attribution a repeat signup adds to but never erases (a later signup without UTM keeps them).
@@ -101,6 +103,8 @@ _INSERTED = (
     "distance_km",
     "routing_reason",
     "routing_version",
+    "newsletter",
+    "dealer_contact",
     "created_at",
     "updated_at",
 )
@@ -134,6 +138,7 @@ def _upsert_statement(dialect: str):
         columns.signup_count,
         columns.consent_status,
         columns.dealer_id,
+        columns.bounced_at,
         # Whether the dealer notices include a webhook, read in the same round trip (written out:
         # SQLAlchemy does not correlate a subquery in RETURNING with the row).
         sa.literal_column(
@@ -227,6 +232,9 @@ def _lead_values(
         "distance_km": route.distance_km if route else None,
         "routing_reason": route.reason if route else "unassigned",
         "routing_version": routes.version,
+        # The form's notice covers both: a signup (again) turns both on.
+        "newsletter": True,
+        "dealer_contact": True,
     }
 
 
@@ -257,6 +265,10 @@ def _write_signup(
     )
     lead_id = stored.id
     previous = None if stored.signup_count == 1 else stored.consent_status
+    if stored.bounced_at is not None:
+        # Accepted and recorded like any signup; the lead stays flagged bounced (the dealer
+        # sees it) and its emails are held back by the senders (see outbound.delivery).
+        log.info("signup from an address whose mail bounced: lead %d stays suppressed", lead_id)
     status = status_after_signup(previous, double_opt_in)
     if status != stored.consent_status:
         session.connection().execute(

@@ -52,3 +52,16 @@ def send_welcome(app, smtp, session, email: str = "jane.doe@example.com") -> Sen
     session.rollback()
     lead_id = session.scalars(sa.select(Lead.id).where(Lead.email == email)).one()
     return Sent(lead_id, mail_from, rcpt_tos[0], str(message["Message-ID"]))
+
+
+def ingest(app, tmp_path, *datas: bytes) -> str:
+    """`leadsvc bounces ingest` of each notification written to a file; its output."""
+    paths = []
+    for data in datas:
+        path = tmp_path / f"notification-{len(list(tmp_path.glob('notification-*')))}.eml"
+        path.write_bytes(data)
+        paths.append(str(path))
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["bounces", "ingest", *paths])
+    assert result.exit_code == 0, result.output
+    return result.output

@@ -138,6 +138,23 @@ def test_a_person_who_withdrew_is_never_reminded_or_moved(
     assert moves(session, lead_id) == []
 
 
+def test_a_person_who_turned_dealer_contact_off_is_never_reminded_or_moved(
+    app, client, session, dealers, clock, settings
+):
+    lead_id = sign_up(client, session, "ida@example.com")
+    run_at(app, clock, START)
+    token = link_tokens(settings).preferences_token(lead_id, 1)
+    assert client.post(f"/preferences/{token}", data={"newsletter": "on"}).status_code == 200
+    for moment in (REMIND, DUE, DUE + timedelta(days=2)):
+        run_at(app, clock, moment)
+    assert lead_of(session, lead_id).dealer_id == dealers["NYA"]
+    assert follow_up_notices(session, lead_id) == []
+    assert moves(session, lead_id) == []
+    session.rollback()
+    turn = session.scalars(sa.select(FollowUp).where(FollowUp.lead_id == lead_id)).one()
+    assert (turn.state, turn.end_reason) == ("closed", "no_dealer_contact")
+
+
 def test_an_acknowledged_lead_is_answered_and_left_alone(
     app, client, session, dealers, keys, clock
 ):
