@@ -70,6 +70,23 @@ class ConsentSeal(Base):
     seal_hash: Mapped[str] = mapped_column(sa.String(64))
 
 
+class ConsentVerification(Base):
+    """One run of the ledger verification (`leadsvc consent verify` or the console): its result."""
+
+    __tablename__ = "consent_verifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: "cli" or "console:<staff email>".
+    actor: Mapped[str] = mapped_column(sa.String(260))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(sa.Boolean)
+    seals: Mapped[int] = mapped_column(sa.Integer)
+    events: Mapped[int] = mapped_column(sa.BigInteger)
+    unsealed: Mapped[int] = mapped_column(sa.BigInteger)
+    problem: Mapped[str | None] = mapped_column(sa.String(500))
+
+
 class ExportAudit(Base):
     """Who exported which consent events, when, with which filters, and how many rows."""
 
