@@ -34,6 +34,15 @@ class ConsentEvent(Base):
     erasure that replaces `subject` by `erased:<keyed hash>` and changes nothing else."""
 
     __tablename__ = "consent_events"
+    __table_args__ = (
+        # The overview's signups per day count only these, from the index alone.
+        sa.Index(
+            "ix_consent_events_given_at",
+            "occurred_at",
+            postgresql_where=sa.text("event_type = 'given'"),
+            sqlite_where=sa.text("event_type = 'given'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: The lead's id when the event happened (kept as a plain value: leads may be purged).

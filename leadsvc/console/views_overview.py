@@ -10,8 +10,7 @@ from leadsvc.console import charts
 from leadsvc.console.access import roles
 from leadsvc.console.frame import blp
 from leadsvc.extensions import db
-from leadsvc.outbox.figures import jobs_per_hour
-from leadsvc.outbox.messages import FAILED, UNKNOWN, WAITING, outbox_status
+from leadsvc.outbox.figures import jobs_per_hour, outbox_health
 from leadsvc.signups.refusals import refusals_per_day
 
 PERIODS = (30, 90)
@@ -21,17 +20,6 @@ CHARTS = ("signups", "campaigns", "campaign_days", "jobs", "consent", "dealers")
 def _days() -> int:
     days = request.args.get("days", "30")
     return int(days) if days.isdigit() and int(days) in PERIODS else 30
-
-
-def _outbox():
-    status = outbox_status(db.session)
-    total = lambda wanted: sum(n for (_, s), n in status.counts.items() if s in wanted)  # noqa: E731
-    return {
-        "pending": total(WAITING),
-        "failed": total((FAILED,)),
-        "unknown": total((UNKNOWN,)),
-        "oldest_open_seconds": status.oldest_open_seconds,
-    }
 
 
 def signups_by_outcome(days: int):
@@ -63,7 +51,7 @@ def overview():
         ],
         consent=figures.consent_split(db.session),
         dealers=figures.leads_per_dealer(db.session),
-        outbox=_outbox(),
+        outbox=outbox_health(db.session),
         seal=figures.last_seal(db.session),
         verification=last_verification(db.session),
     )

@@ -1,4 +1,4 @@
-"""Figures of the outbox for the console's overview: outbound jobs finished per hour."""
+"""Figures of the outbox for the console's overview: its health, outbound jobs per hour."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadsvc.db import utcnow
-from leadsvc.outbox.models import OutboxAttempt
+from leadsvc.outbox.messages import FAILED, OPEN, UNKNOWN, WAITING
+from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 
 #: The outcomes of a try the overview counts: handed over and confirmed, given up, handed over
 #: with no reply (the process died or the reply was lost).
@@ -44,3 +45,30 @@ def jobs_per_hour(session: Session, hours: int = 48) -> list[tuple[datetime, int
         at = (first + timedelta(hours=offset)).replace(tzinfo=None)
         rows.append((at, *(counts.get((at, outcome), 0) for outcome in JOB_OUTCOMES)))
     return rows
+
+
+def outbox_health(session: Session) -> dict:
+    """Rows waiting (pending or queued), failed and unknown, and the age in seconds of the
+    oldest row not yet final: each from an index of the few rows it counts, never a scan of
+    every row ever sent."""
+    waiting = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.status.in_(WAITING))
+    )
+    troubled = dict(
+        session.execute(
+            sa.select(OutboxMessage.status, sa.func.count())
+            .where(OutboxMessage.status.in_((FAILED, UNKNOWN)))
+            .group_by(OutboxMessage.status)
+        ).all()
+    )
+    oldest = session.scalar(
+        sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(OPEN))
+    )
+    return {
+        "pending": waiting,
+        "failed": troubled.get(FAILED, 0),
+        "unknown": troubled.get(UNKNOWN, 0),
+        "oldest_open_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
+    }

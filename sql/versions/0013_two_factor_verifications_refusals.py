@@ -41,9 +41,31 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("day", "reason", name="pk_signup_refusals"),
     )
+    op.create_index("ix_leads_created_at", "leads", ["created_at"])
+    given = sa.text("event_type = 'given'")
+    op.create_index(
+        "ix_consent_events_given_at",
+        "consent_events",
+        ["occurred_at"],
+        postgresql_where=given,
+        sqlite_where=given,
+    )
+    troubled = sa.text("status IN ('failed', 'unknown')")
+    op.create_index(
+        "ix_outbox_failed_unknown",
+        "outbox",
+        ["status"],
+        postgresql_where=troubled,
+        sqlite_where=troubled,
+    )
+    op.create_index("ix_outbox_attempts_finished_at", "outbox_attempts", ["finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_attempts_finished_at", table_name="outbox_attempts")
+    op.drop_index("ix_outbox_failed_unknown", table_name="outbox")
+    op.drop_index("ix_consent_events_given_at", table_name="consent_events")
+    op.drop_index("ix_leads_created_at", table_name="leads")
     op.drop_table("signup_refusals")
     op.drop_table("consent_verifications")
     with op.batch_alter_table("staff_users") as batch:

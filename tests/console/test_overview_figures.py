@@ -108,14 +108,13 @@ def test_the_last_verification_is_recorded_and_shown(app, client, console_db, ac
     post_form(client, "/console/ledger", {})
     with console_db() as session:
         runs = session.execute(
-            sa.select(
-                ConsentVerification.actor, ConsentVerification.ok, ConsentVerification.events
-            ).order_by(ConsentVerification.id)
+            sa.select(ConsentVerification.actor, ConsentVerification.ok).order_by(
+                ConsentVerification.id
+            )
         ).all()
-    assert [tuple(r) for r in runs] == [
-        ("cli", True, 1),
-        (f"console:{accounts['compliance']}", True, 1),
-    ]
+    # (How many events each run covered depends on what was sealed: PostgreSQL seals only
+    # events below the oldest open transaction.)
+    assert [tuple(r) for r in runs] == [("cli", True), (f"console:{accounts['compliance']}", True)]
     page = client.get("/console/overview").text
     assert re.search(r"Ledger's last verification</dt><dd>[^<]+UTC: intact", page)
 
