@@ -114,27 +114,34 @@ def campaigns_per_day(
     return columns, rows
 
 
+def lead_counts(session: Session) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Leads by consent status, and per dealer code (most first; the unassigned pool as
+    "unassigned"), from one pass over the leads."""
+    status_counts: dict[str, int] = {}
+    dealer_counts: dict[int | None, int] = {}
+    for status, dealer_id, count in session.execute(
+        sa.select(Lead.consent_status, Lead.dealer_id, sa.func.count()).group_by(
+            Lead.consent_status, Lead.dealer_id
+        )
+    ):
+        status_counts[status] = status_counts.get(status, 0) + count
+        dealer_counts[dealer_id] = dealer_counts.get(dealer_id, 0) + count
+    codes = dict(session.execute(sa.select(Dealer.id, Dealer.code)).all())
+    dealers = [
+        (codes.get(dealer_id, "unassigned") if dealer_id else "unassigned", n)
+        for dealer_id, n in dealer_counts.items()
+    ]
+    return sorted(status_counts.items()), sorted(dealers, key=lambda row: (-row[1], row[0]))
+
+
 def consent_split(session: Session) -> list[tuple[str, int]]:
     """Leads by consent status."""
-    rows = session.execute(
-        sa.select(Lead.consent_status, sa.func.count())
-        .group_by(Lead.consent_status)
-        .order_by(Lead.consent_status)
-    )
-    return [(status, count) for status, count in rows]
+    return lead_counts(session)[0]
 
 
 def leads_per_dealer(session: Session) -> list[tuple[str, int]]:
     """Leads per dealer code, most first; the unassigned pool as "unassigned"."""
-    counts = session.execute(
-        sa.select(Lead.dealer_id, sa.func.count()).group_by(Lead.dealer_id)
-    ).all()
-    codes = {row.id: row.code for row in session.execute(sa.select(Dealer.id, Dealer.code))}
-    rows = [
-        (codes.get(dealer_id, "unassigned") if dealer_id else "unassigned", n)
-        for dealer_id, n in counts
-    ]
-    return sorted(rows, key=lambda row: (-row[1], row[0]))
+    return lead_counts(session)[1]
 
 
 def last_seal(session: Session) -> ConsentSeal | None:

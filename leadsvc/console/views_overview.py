@@ -37,6 +37,7 @@ def overview():
     """The figures, each as a chart and as a table."""
     days = _days()
     names, campaign_days = figures.campaigns_per_day(db.session, days)
+    consent, dealers = figures.lead_counts(db.session)
     return render_template(
         "console/overview.html",
         section="overview",
@@ -49,8 +50,8 @@ def overview():
         jobs_rows=[
             [f"{hour:%Y-%m-%d %H:00}", *counts] for hour, *counts in jobs_per_hour(db.session)
         ],
-        consent=figures.consent_split(db.session),
-        dealers=figures.leads_per_dealer(db.session),
+        consent=consent,
+        dealers=dealers,
         outbox=outbox_health(db.session),
         seal=figures.last_seal(db.session),
         verification=last_verification(db.session),
