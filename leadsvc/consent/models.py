@@ -42,6 +42,8 @@ class ConsentEvent(Base):
             postgresql_where=sa.text("event_type = 'given'"),
             sqlite_where=sa.text("event_type = 'given'"),
         ),
+        # A person's events by address whatever its letter case (the People page, the export).
+        sa.Index("ix_consent_events_subject_lower", sa.text("lower(subject)")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", "reason", name="pk_signup_refusals"),
     )
     op.create_index("ix_leads_created_at", "leads", ["created_at"])
+    op.create_index("ix_leads_status_dealer", "leads", ["consent_status", "dealer_id"])
     given = sa.text("event_type = 'given'")
     op.create_index(
         "ix_consent_events_given_at",
@@ -49,6 +50,9 @@ def upgrade() -> None:
         ["occurred_at"],
         postgresql_where=given,
         sqlite_where=given,
+    )
+    op.create_index(
+        "ix_consent_events_subject_lower", "consent_events", [sa.text("lower(subject)")]
     )
     troubled = sa.text("status IN ('failed', 'unknown')")
     op.create_index(
@@ -64,7 +68,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_outbox_attempts_finished_at", table_name="outbox_attempts")
     op.drop_index("ix_outbox_failed_unknown", table_name="outbox")
+    op.drop_index("ix_consent_events_subject_lower", table_name="consent_events")
     op.drop_index("ix_consent_events_given_at", table_name="consent_events")
+    op.drop_index("ix_leads_status_dealer", table_name="leads")
     op.drop_index("ix_leads_created_at", table_name="leads")
     op.drop_table("signup_refusals")
     op.drop_table("consent_verifications")
