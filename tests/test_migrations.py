@@ -35,6 +35,9 @@ def _tables(engine) -> set[str]:
 @pytest.mark.filterwarnings(
     "ignore:Skipped unsupported reflection of expression-based index:sqlalchemy.exc.SAWarning"
 )
+@pytest.mark.filterwarnings(
+    "ignore:autogenerate skipping metadata-specified expression-based index"
+)
 def test_upgrade_builds_exactly_the_models_schema(empty_database):
     upgrade_schema(empty_database)
     assert _tables(empty_database) == set(Base.metadata.tables)
