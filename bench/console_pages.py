@@ -109,6 +109,19 @@ def fill(engine: sa.Engine, leads: int, events: int) -> None:
         connection.execute(sa.text("VACUUM ANALYZE"))
 
 
+def seal(app, events: int) -> None:
+    """Seal every event. PostgreSQL seals only below the oldest open transaction of the whole
+    server, so another client's open transaction delays it: try again for up to two minutes."""
+    started, sealed = time.perf_counter(), 0
+    with app.app_context(), db.sessionmaker(app)() as session:
+        while sealed < events and time.perf_counter() - started < 120:
+            sealed += seal_pending(session).events
+            if sealed < events:
+                time.sleep(2)
+    print(f"sealed {sealed:,} events in {time.perf_counter() - started:.1f} s")
+    assert sealed == events, "another client's transaction stayed open: run again"
+
+
 def sign_in(client, email: str) -> None:
     page = client.get("/console/login").text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
@@ -162,10 +175,7 @@ def measure(url: str, instance: str, args) -> None:
         f"in {time.perf_counter() - started:.1f} s"
     )
     if not args.pages_only:
-        with app.app_context(), db.sessionmaker(app)() as session:
-            started = time.perf_counter()
-            report = seal_pending(session)
-            print(f"sealed {report.events:,} events in {time.perf_counter() - started:.1f} s")
+        seal(app, args.events)
     by_role = clients(app)
     base_median, base_p95 = timed(by_role["admin"], "/healthz", args.requests)
     print(f"console pages benchmark ({args.leads:,} leads, {args.events:,} consent events)")

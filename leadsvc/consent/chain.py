@@ -268,7 +268,11 @@ def verify_chain(session: Session, key: bytes | None = None) -> VerifyReport:
     seals, events = outcome
     last = _last_seal(session)
     after = (last.last_txid, last.last_event_id) if last else (-1, 0)
-    unsealed = sum(1 for _ in _events_after(session, after))
+    unsealed = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ConsentEvent)
+        .where(sa.tuple_(*_ORDER) > sa.tuple_(*after))
+    )
     return VerifyReport(True, seals, events, unsealed)
 
 
