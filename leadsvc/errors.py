@@ -10,7 +10,7 @@ import logging
 import traceback
 from http import HTTPStatus
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -76,6 +76,9 @@ class LeadsvcApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException):
+        page = _section_page(error)
+        if page is not None:
+            return page
         if isinstance(error, InternalServerError):
             return _unexpected(getattr(error, "original_exception", None) or error)
         data = getattr(error, "data", None) or {}
@@ -97,6 +100,29 @@ class LeadsvcApi(Api):
         }  # werkzeug's own, such as Allow on a 405 (RFC 9110 requires it)
         headers.update(data.get("headers") or {})
         return error_reply(error.code or 500, message, errors, headers)
+
+
+#: app.extensions key: (path prefix, page renderer) of the parts of the site with their own pages.
+SECTION_PAGES = "leadsvc.section_pages"
+#: The errors a section answers itself even where no route of it matched.
+SECTION_ERRORS = (404, 405)
+
+
+def register_section_pages(app: Flask, prefix: str, render) -> None:
+    """Let the part of the site under `prefix` (the console) answer a 404 or 405 with its own
+    page, also for a URL none of its routes matched. `render(error)` returns (body, status)."""
+    app.extensions.setdefault(SECTION_PAGES, []).append((prefix, render))
+
+
+def _section_page(error: HTTPException):
+    if error.code not in SECTION_ERRORS:
+        return None
+    for prefix, render in current_app.extensions.get(SECTION_PAGES, ()):
+        if request.path == prefix.rstrip("/") or request.path.startswith(prefix):
+            body, status = render(error)
+            headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+            return body, status, headers
+    return None
 
 
 def _database_error(error: DBAPIError):

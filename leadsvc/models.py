@@ -5,6 +5,7 @@ from leadsvc.consent.models import (
     ConsentEvent,
     ConsentSeal,
     ConsentText,
+    ConsentVerification,
     ErasedSubject,
     ExportAudit,
 )
@@ -15,6 +16,7 @@ from leadsvc.followup.models import FollowUp, Holiday
 from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
+from leadsvc.signups.refusals import SignupRefusal
 
 __all__ = [
     "ApiKey",
@@ -23,6 +25,7 @@ __all__ = [
     "ConsentEvent",
     "ConsentSeal",
     "ConsentText",
+    "ConsentVerification",
     "Dealer",
     "ErasedSubject",
     "ExportAudit",
@@ -33,6 +36,7 @@ __all__ = [
     "OutboxAttempt",
     "OutboxMessage",
     "RoutingVersion",
+    "SignupRefusal",
     "StaffAudit",
     "StaffSignInFailure",
     "StaffUser",

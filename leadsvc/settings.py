@@ -253,6 +253,8 @@ class Settings:
     site_origins: tuple[str, ...] = ()
     metrics_token: str | None = None
     retention_days: int = 730
+    #: Console accounts of admins and compliance must set up a second factor (TOTP) to sign in.
+    require_2fa: bool = False
     #: Dealer follow-up: the default response target in (business) hours, whether it counts
     #: business hours only, how far and how often an overdue lead is offered on, and how far
     #: a lead may be routed at all (None: no limit).
@@ -349,6 +351,7 @@ class Settings:
             site_origins=_origins(env, "SITE_ORIGINS"),
             metrics_token=_optional(env, "METRICS_TOKEN"),
             retention_days=int(_number(env, "RETENTION_DAYS", 730, 1, 36_500)),
+            require_2fa=_flag(env, "REQUIRE_2FA", False),
             **_follow_up(env),
             **_deliverability(env),
             **_bounce_webhooks(env),

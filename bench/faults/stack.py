@@ -246,8 +246,10 @@ class FaultStack:
                     f"rq {job.get_status()} position {job.get_position()} started "
                     f"{job.started_at} ended {job.ended_at} timeout {job.timeout}"
                 )
-            lines.append(f"{row.id} {row.kind} {row.status} attempts {row.attempts} "
-                         f"updated {row.updated_at} job {row.job_id}: {state}")
+            lines.append(
+                f"{row.id} {row.kind} {row.status} attempts {row.attempts} "
+                f"updated {row.updated_at} job {row.job_id}: {state}"
+            )
         return lines
 
     def outbox_rows(self) -> list[sa.Row]:

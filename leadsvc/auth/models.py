@@ -41,6 +41,10 @@ class StaffUser(Base):
     dealer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dealers.id"), index=True)
     #: Base32 TOTP secret once a second factor is set up.
     totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    #: A secret shown on the enrolment page, kept until a code from it confirms it.
+    totp_pending_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The time step of the last code accepted: a code is never taken twice.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     #: Raised when the password changes or the account is disabled: older sessions end.
     session_version: Mapped[int] = mapped_column(sa.Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,5 @@
-"""`leadsvc users ...`: staff accounts for the console (create, list, disable, reset-password)."""
+"""`leadsvc users ...`: staff accounts for the console (create, list, disable, reset-password,
+reset-2fa)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask.cli import with_appcontext
 
 from leadsvc.auth.audit import COMMAND_LINE
 from leadsvc.auth.keys import ROLES
+from leadsvc.auth.second_factor import reset_second_factor
 from leadsvc.auth.users import UserError, create_user, disable_user, list_users, reset_password
 from leadsvc.extensions import db
 
@@ -84,6 +86,19 @@ def reset_password_command(email: str) -> None:
         except UserError as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"password of {user.email} changed")
+
+
+@users_group.command("reset-2fa")
+@click.argument("email")
+@with_appcontext
+def reset_second_factor_command(email: str) -> None:
+    """Remove the account's second factor (a lost phone); open sessions end."""
+    with db.sessionmaker()() as session:
+        try:
+            user = reset_second_factor(session, COMMAND_LINE, email)
+        except UserError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"second factor of {user.email} removed; it can set up a new one")
 
 
 COMMANDS = (users_group,)

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pyotp
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -155,13 +154,24 @@ def _account_key(email: str) -> str:
     return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def over_failure_limit(session: Session, email: str, ip: str) -> bool:
+    """Too many recent failures for this account name or this IP: refuse whatever is typed."""
+    return (
+        _failures(session, StaffSignInFailure.account, _account_key(email))
+        >= MAX_FAILURES_PER_ACCOUNT
+        or _failures(session, StaffSignInFailure.ip, ip) >= MAX_FAILURES_PER_IP
+    )
+
+
+def record_failure(session: Session, email: str, ip: str) -> None:
+    """Count one failed sign-in step (a password or a second-factor code); commits."""
+    session.add(StaffSignInFailure(account=_account_key(email), ip=ip[:64], failed_at=utcnow()))
+    session.commit()
+
+
 def sign_in(session: Session, email: str, password: str, ip: str) -> SignIn:
     """Check a sign-in. A refused one is recorded as a failure; an accepted one is stamped."""
-    account = _account_key(email)
-    if (
-        _failures(session, StaffSignInFailure.account, account) >= MAX_FAILURES_PER_ACCOUNT
-        or _failures(session, StaffSignInFailure.ip, ip) >= MAX_FAILURES_PER_IP
-    ):
+    if over_failure_limit(session, email, ip):
         return SignIn(None, limited=True)
     user = session.scalar(
         sa.select(StaffUser).where(
@@ -176,18 +186,10 @@ def sign_in(session: Session, email: str, password: str, ip: str) -> SignIn:
     except (VerificationError, InvalidHashError):
         accepted = False
     if not accepted:
-        session.add(StaffSignInFailure(account=account, ip=ip[:64], failed_at=utcnow()))
-        session.commit()
+        record_failure(session, email, ip)
         return SignIn(None)
     if password_hasher.check_needs_rehash(user.password_hash):
         user.password_hash = password_hasher.hash(password)
     user.last_sign_in_at = utcnow()
     session.commit()
     return SignIn(user)
-
-
-def totp_matches(user: StaffUser, code: str) -> bool:
-    """The six-digit code from the account's authenticator app (one step of drift allowed)."""
-    if not user.totp_secret:
-        return False
-    return pyotp.TOTP(user.totp_secret).verify(code.strip().replace(" ", ""), valid_window=1)

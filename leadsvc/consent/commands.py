@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 from leadsvc.consent import chain, retention
 from leadsvc.consent.export import FORMATS, ExportCounter, stream_export
 from leadsvc.consent.service import list_texts, parse_when, publish_text
+from leadsvc.consent.verifications import run_verification
 from leadsvc.extensions import db
 
 
@@ -69,7 +70,7 @@ def seal_command() -> None:
 def verify_command() -> None:
     """Recompute the hash chain; report the first event or seal that does not match."""
     with db.sessionmaker()() as session:
-        report = chain.verify_chain(session)
+        report = run_verification(session, "cli")
     if not report.ok:
         click.echo(f"FAILED: {report.problem}", err=True)
         raise SystemExit(1)

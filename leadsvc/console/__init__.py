@@ -11,7 +11,9 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from leadsvc.console.access import SESSION_LIFETIME, login_manager
+from leadsvc.console.frame import unrouted_error
 from leadsvc.console.sessions import CONSOLE_PATH, ConsoleSessions
+from leadsvc.errors import register_section_pages
 
 csrf = CSRFProtect()
 
@@ -33,6 +35,7 @@ def init_app(app: Flask) -> None:
     app.session_interface = ConsoleSessions()
     login_manager.init_app(app)
     csrf.init_app(app)
+    register_section_pages(app, CONSOLE_PATH + "/", unrouted_error)
 
 
 def blueprint():

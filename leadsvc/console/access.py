@@ -31,6 +31,8 @@ class Staff(UserMixin):
     role: str
     dealer_id: int | None
     session_version: int
+    #: The account has a TOTP second factor set up.
+    second_factor: bool = False
 
     def get_id(self) -> str:
         # The version ends every session of the account when its password changes or it is
@@ -39,7 +41,14 @@ class Staff(UserMixin):
 
 
 def staff_from(user: StaffUser) -> Staff:
-    return Staff(user.id, user.email, user.role, user.dealer_id, user.session_version)
+    return Staff(
+        user.id,
+        user.email,
+        user.role,
+        user.dealer_id,
+        user.session_version,
+        user.totp_secret is not None,
+    )
 
 
 @login_manager.user_loader

@@ -30,13 +30,13 @@ def _config(**extra):
     }
 
 
-def signups_chart(rows, days: int) -> bytes:
-    """Stacked bars: new people and repeat signups per day."""
-    chart = pygal.StackedBar(**_config(x_label_rotation=0, title=f"Signups, last {days} days"))
-    chart.x_labels = [day.strftime("%b %d") for day, _, _ in rows]
-    chart.x_labels_major = chart.x_labels[:: max(len(rows) // 6, 1)]
-    chart.add("New", [new for _, new, _ in rows])
-    chart.add("Repeat", [repeat for _, _, repeat in rows])
+def stacked_chart(title: str, labels: list[str], series: dict[str, list[int]]) -> bytes:
+    """Stacked bars over time (days or hours), one colour per series."""
+    chart = pygal.StackedBar(**_config(x_label_rotation=0, title=title))
+    chart.x_labels = labels
+    chart.x_labels_major = labels[:: max(len(labels) // 6, 1)]
+    for name, values in series.items():
+        chart.add(name, values)
     return chart.render()
 
 
@@ -49,6 +49,41 @@ def bounce_rate_chart(rows, days: int) -> bytes:
     chart.x_labels_major = chart.x_labels[:: max(len(rows) // 6, 1)]
     chart.add("Bounce rate", [round(row.rate * 100, 2) for row in rows])
     return chart.render()
+
+
+def signups_chart(rows, days: int) -> bytes:
+    """Stacked bars: new people, repeat signups and refused signups per day."""
+    return stacked_chart(
+        f"Signups by outcome, last {days} days",
+        [day.strftime("%b %d") for day, *_ in rows],
+        {
+            "New": [row[1] for row in rows],
+            "Repeat": [row[2] for row in rows],
+            "Refused": [row[3] for row in rows],
+        },
+    )
+
+
+def campaigns_chart(names: list[str], rows, days: int) -> bytes:
+    """Stacked bars: new people per day by campaign."""
+    return stacked_chart(
+        f"New people by campaign, last {days} days",
+        [day.strftime("%b %d") for day, _ in rows],
+        {name: [values[i] for _, values in rows] for i, name in enumerate(names)},
+    )
+
+
+def jobs_chart(rows) -> bytes:
+    """Stacked bars: outbound jobs finished per hour by outcome."""
+    return stacked_chart(
+        "Outbound jobs per hour, last 48 hours (UTC)",
+        [hour.strftime("%H:00") for hour, *_ in rows],
+        {
+            "Sent": [row[1] for row in rows],
+            "Failed": [row[2] for row in rows],
+            "Outcome unknown": [row[3] for row in rows],
+        },
+    )
 
 
 def bars_chart(title: str, rows: list[tuple[str, int]]) -> bytes:

@@ -23,6 +23,14 @@ class SignInForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(REQUIRED), Length(max=200)])
 
 
+class CodeForm(FlaskForm):
+    code = StringField(
+        "Six-digit code from your authenticator app",
+        validators=[DataRequired(REQUIRED), Length(max=10)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+
+
 class EmptyForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
 

@@ -75,12 +75,19 @@ def _forbidden(error):
 
 @blp.errorhandler(404)
 def _not_found(error):
-    return _refusal("not_found.html", 404)
+    return _refusal("not_found.html", 404, error_code=404)
 
 
 @blp.errorhandler(405)
 def _wrong_method(error):
-    return _refusal("not_found.html", 405)
+    return _refusal("not_found.html", 405, error_code=405)
+
+
+def unrouted_error(error):
+    """The console's 404 or 405 page for a URL under /console/ that no console route took (the
+    blueprint's own handlers see only the errors of its routes)."""
+    values = {**_page_globals(), "error_code": error.code}
+    return render_template("console/not_found.html", **values), error.code
 
 
 @blp.errorhandler(413)

@@ -13,6 +13,7 @@ from leadsvc.console import (  # noqa: F401  (routes on blp)
     views_leads,
     views_overview,
     views_people,
+    views_two_factor,
 )
 from leadsvc.console.frame import blp
 
@@ -27,16 +28,23 @@ NAVIGATION = (
     ("console.ledger", "Ledger", "ledger", ("compliance",)),
     ("console.audit_log", "Audit logs", "audit", ("admin", "compliance")),
     ("console.leads", "Leads", "leads", ("dealer",)),
+    ("console.two_factor", "Two-step sign-in", "security", ("admin", "compliance", "dealer")),
 )
 
 
 def nav_items() -> list[tuple[str, str, str]]:
-    """The signed-in role's sections (those this installation has)."""
+    """The signed-in role's sections (those this installation has; only the set-up of the
+    second factor while REQUIRE_2FA holds the account back)."""
     views = current_app.view_functions
+    if not current_user.is_authenticated:
+        return []
+    held_back = views_two_factor.must_enrol(current_user.role, current_user.second_factor)
     return [
         (endpoint, label, section)
         for endpoint, label, section, allowed in NAVIGATION
-        if current_user.is_authenticated and current_user.role in allowed and endpoint in views
+        if current_user.role in allowed
+        and endpoint in views
+        and (endpoint == "console.two_factor" or not held_back)
     ]
 
 

@@ -8,16 +8,16 @@ from flask import redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
 from leadsvc.auth.users import sign_in
-from leadsvc.console.access import public, roles, safe_next, staff_from, start_fresh_session
+from leadsvc.console.access import public, roles
 from leadsvc.console.forms import EmptyForm, SignInForm
 from leadsvc.console.frame import blp
+from leadsvc.console.views_two_factor import LIMITED, passed_password
 from leadsvc.extensions import db
 from leadsvc.ops.logs import pseudonym
 from leadsvc.request_context import client_ip_key
 
 log = logging.getLogger(__name__)
 REFUSED = "The email address or password is not right. Please try again."
-LIMITED = "Too many failed sign-ins. Please wait 15 minutes and try again."
 HOME_BY_ROLE = {
     "dealer": "console.leads",
     "compliance": "console.overview",
@@ -34,9 +34,7 @@ def login():
     if form.validate_on_submit():
         result = sign_in(db.session, form.email.data, form.password.data, client_ip_key())
         if result.user is not None:
-            start_fresh_session(staff_from(result.user))
-            log.info("console sign-in", extra={"staff": pseudonym(result.user.email)})
-            return redirect(safe_next(request.args.get("next")), code=303)
+            return passed_password(result.user, request.args.get("next"))
         log.info(
             "console sign-in refused",
             extra={"staff": pseudonym(form.email.data), "limited": result.limited},

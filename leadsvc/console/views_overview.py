@@ -5,14 +5,17 @@ from __future__ import annotations
 from flask import Response, abort, render_template, request
 
 from leadsvc.consent import figures
+from leadsvc.consent.verifications import last_verification
 from leadsvc.console import charts
 from leadsvc.console.access import roles
 from leadsvc.console.frame import blp
 from leadsvc.deliverability.figures import bounce_rate_per_day
 from leadsvc.extensions import db
-from leadsvc.outbox.messages import FAILED, UNKNOWN, WAITING, outbox_status
+from leadsvc.outbox.figures import jobs_per_hour, outbox_health
+from leadsvc.signups.refusals import refusals_per_day
 
 PERIODS = (30, 90)
+CHARTS = ("signups", "campaigns", "campaign_days", "jobs", "consent", "dealers", "bounces")
 
 
 def _days() -> int:
@@ -20,15 +23,13 @@ def _days() -> int:
     return int(days) if days.isdigit() and int(days) in PERIODS else 30
 
 
-def _outbox():
-    status = outbox_status(db.session)
-    total = lambda wanted: sum(n for (_, s), n in status.counts.items() if s in wanted)  # noqa: E731
-    return {
-        "pending": total(WAITING),
-        "failed": total((FAILED,)),
-        "unknown": total((UNKNOWN,)),
-        "oldest_open_seconds": status.oldest_open_seconds,
-    }
+def signups_by_outcome(days: int):
+    """(day, new, repeat, refused) for each of the last `days` days, oldest first."""
+    refused = refusals_per_day(db.session, days)
+    return [
+        (day, new, repeat, refused.get(day, 0))
+        for day, new, repeat in figures.signups_per_day(db.session, days)
+    ]
 
 
 @blp.route("/overview")
@@ -36,17 +37,25 @@ def _outbox():
 def overview():
     """The figures, each as a chart and as a table."""
     days = _days()
+    names, campaign_days = figures.campaigns_per_day(db.session, days)
+    consent, dealers = figures.lead_counts(db.session)
     return render_template(
         "console/overview.html",
         section="overview",
         days=days,
         periods=PERIODS,
-        signups=figures.signups_per_day(db.session, days),
+        signups=signups_by_outcome(days),
         campaigns=figures.signups_by_campaign(db.session, days),
-        consent=figures.consent_split(db.session),
-        dealers=figures.leads_per_dealer(db.session),
-        outbox=_outbox(),
+        campaign_names=names,
+        campaign_rows=[[day, *values] for day, values in campaign_days],
+        jobs_rows=[
+            [f"{hour:%Y-%m-%d %H:00}", *counts] for hour, *counts in jobs_per_hour(db.session)
+        ],
+        consent=consent,
+        dealers=dealers,
+        outbox=outbox_health(db.session),
         seal=figures.last_seal(db.session),
+        verification=last_verification(db.session),
         bounces=[
             (row.day, row.sent, row.bounced, f"{row.rate:.1%}")
             for row in bounce_rate_per_day(db.session, days)
@@ -54,27 +63,33 @@ def overview():
     )
 
 
-@blp.route("/overview/<any(signups, campaigns, consent, dealers, bounces):name>.svg")
+def _chart(name: str, days: int) -> bytes:
+    if name == "signups":
+        return charts.signups_chart(signups_by_outcome(days), days)
+    if name == "campaigns":
+        rows = figures.signups_by_campaign(db.session, days)
+        return charts.bars_chart(f"New people by campaign, last {days} days", rows)
+    if name == "campaign_days":
+        return charts.campaigns_chart(*figures.campaigns_per_day(db.session, days), days)
+    if name == "jobs":
+        return charts.jobs_chart(jobs_per_hour(db.session))
+    if name == "consent":
+        return charts.pie_chart("Consent status", figures.consent_split(db.session))
+    if name == "dealers":
+        rows = figures.leads_per_dealer(db.session)[:20]
+        return charts.bars_chart("Leads per dealer (top 20)", rows)
+    if name == "bounces":
+        return charts.bounce_rate_chart(bounce_rate_per_day(db.session, days), days)
+    abort(404)
+
+
+@blp.route("/overview/<name>.svg")
 @roles("admin", "compliance")
 def overview_chart(name: str):
     """One chart of the overview as an SVG image."""
-    days = _days()
-    if name == "signups":
-        svg = charts.signups_chart(figures.signups_per_day(db.session, days), days)
-    elif name == "campaigns":
-        rows = figures.signups_by_campaign(db.session, days)
-        svg = charts.bars_chart(f"New people by campaign, last {days} days", rows)
-    elif name == "consent":
-        svg = charts.pie_chart("Consent status", figures.consent_split(db.session))
-    elif name == "dealers":
-        svg = charts.bars_chart(
-            "Leads per dealer (top 20)", figures.leads_per_dealer(db.session)[:20]
-        )
-    elif name == "bounces":
-        svg = charts.bounce_rate_chart(bounce_rate_per_day(db.session, days), days)
-    else:  # pragma: no cover - the route admits only the names above
+    if name not in CHARTS:
         abort(404)
-    response = Response(svg, mimetype="image/svg+xml")
+    response = Response(_chart(name, _days()), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "private, max-age=60"
     # pygal writes its settings into a <script> element; shown as an <img> nothing runs, and
     # opened on its own the image may use its own styles but no script at all.

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, time, timedelta
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from leadsvc.consent.chain import verify_chain
 from leadsvc.consent.export import stream_export
 from leadsvc.consent.service import list_texts, publish_text
 from leadsvc.consent.subjects import erase_subject, lookup_subject
+from leadsvc.consent.verifications import run_verification
 from leadsvc.console.access import audit, roles
 from leadsvc.console.forms import ConsentTextForm, EmptyForm, ErasureForm, ExportForm, LookupForm
 from leadsvc.console.frame import blp
@@ -130,6 +130,6 @@ def ledger():
     form = EmptyForm()
     report = None
     if form.validate_on_submit():
-        report = verify_chain(db.session)
+        report = run_verification(db.session, f"console:{current_user.email}")
         audit("ledger.verify", None, {"ok": report.ok, "seals": report.seals})
     return render_template("console/ledger.html", section="ledger", form=form, report=report)

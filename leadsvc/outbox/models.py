@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from leadsvc.db import Base, BigId, Json, UTCDateTime, utcnow
 
 _OPEN = "status IN ('pending', 'queued', 'sending', 'handed_off')"
+_TROUBLED = "status IN ('failed', 'unknown')"
 
 
 class OutboxMessage(Base):
@@ -30,6 +31,13 @@ class OutboxMessage(Base):
             "id",
             postgresql_where=sa.text(_OPEN),
             sqlite_where=sa.text(_OPEN),
+        ),
+        # The overview's failed and unknown counts (few rows, kept forever).
+        sa.Index(
+            "ix_outbox_failed_unknown",
+            "status",
+            postgresql_where=sa.text(_TROUBLED),
+            sqlite_where=sa.text(_TROUBLED),
         ),
     )
 
@@ -77,4 +85,5 @@ class OutboxAttempt(Base):
     outcome: Mapped[str] = mapped_column(sa.String(16))
     error: Mapped[str | None] = mapped_column(sa.String(500))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Indexed for the overview's jobs per hour.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -13,15 +13,18 @@ from flask import current_app, g, render_template, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from leadsvc.consent.service import active_text
 from leadsvc.dealers.routing import routing_table
 from leadsvc.errors import FAILURE_MESSAGE, ErrorSchema, first_messages
 from leadsvc.extensions import db
 from leadsvc.input_bounds import without_controls
+from leadsvc.ops.logs import describe_error
 from leadsvc.ops.metrics import count_signup
 from leadsvc.request_context import consent_context
 from leadsvc.signups.abuse import HONEYPOT_FIELD, TOKEN_FIELD, bot_reason, form_token
+from leadsvc.signups.refusals import RECORDED, record_refusal
 from leadsvc.signups.schemas import (
     RECEIVED,
     STALE_CONSENT_TEXT,
@@ -107,7 +110,18 @@ def _count_outcome(response):
         outcome = g.pop("signup_outcome", None) or SIGNUP_OUTCOMES.get(response.status_code)
         if outcome:
             count_signup(outcome)
+        if outcome in RECORDED:
+            _record_refusal(outcome)
     return response
+
+
+def _record_refusal(outcome: str) -> None:
+    """Today's count of refused signups (the overview's chart); the reply stands either way."""
+    try:
+        record_refusal(db.session, outcome)
+    except DBAPIError as error:
+        db.session.rollback()
+        log.warning("refused signup not counted: %s", describe_error(error))
 
 
 api_blp.after_request(_count_outcome)

@@ -1,14 +1,14 @@
 """Bounce webhooks: the provider notifications already processed, for replay protection.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """The subscriber's own preferences: emails from the brand, contact by the dealer.
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015
 """
 
 import sqlalchemy as sa
