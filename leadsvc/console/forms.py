@@ -133,4 +133,5 @@ class DealerSearchForm(FlaskForm):
 
 
 class LeadDealerForm(FlaskForm):
-    dealer_code = SelectField("Give to dealer", choices=[], validate_choice=True)
+    #: Choices (SelectChoice) set by the view: the active dealers.
+    dealer_code = SelectField("Give to dealer", validate_choice=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
+from wtforms.fields import SelectChoice
 
 from leadsvc.console.access import audit, roles
 from leadsvc.console.forms import LeadDealerForm, UploadForm
@@ -75,17 +76,21 @@ def dealer_upload(kind: str):
 def _shown_rows(report):
     if report is None:
         return []
+    if len(report.rows) <= REPORT_ROWS:
+        return report.rows
     rows = [row for row in report.rows if row.action == "rejected"]
     return rows + [row for row in report.rows if row.action != "rejected"][:REPORT_ROWS]
 
 
-def _dealer_choices() -> list[tuple[str, str]]:
+def _dealer_choices() -> list[SelectChoice]:
     rows = db.session.execute(
         sa.select(Dealer.code, Dealer.name, Dealer.city, Dealer.state)
         .where(Dealer.active)
         .order_by(Dealer.code)
     )
-    return [(code, f"{code}: {name}, {city} {state}") for code, name, city, state in rows]
+    return [
+        SelectChoice(code, f"{code}: {name}, {city} {state}") for code, name, city, state in rows
+    ]
 
 
 @blp.route("/unassigned")

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from leadsvc.dealers.directory import import_dealers
+from tests.console.conftest import sign_up
 from tests.console.test_browser import console_page, sign_in, sign_out  # noqa: F401  (fixture)
 from tests.factories import dealer_csv, dealer_line
 from tests.signups.test_browser import browser  # noqa: F401  (fixture)
@@ -34,6 +35,7 @@ def _shoot(page, path, name: str) -> list:
 
 def test_admin_creates_a_dealer_and_sees_it_on_the_map(
     console_page,  # noqa: F811
+    client,
     console_db,
     accounts,
     tmp_path,
@@ -41,6 +43,9 @@ def test_admin_creates_a_dealer_and_sees_it_on_the_map(
     with console_db() as session:
         lines = [dealer_line(code, zip5, state=state) for code, zip5, state in MORE_DEALERS]
         assert import_dealers(session, dealer_csv(*lines)).applied
+    army = sign_up(client, console_db, "army@example.com", "09001")  # no dealer takes it
+    for n in range(2):
+        sign_up(client, console_db, f"brooklyn{n}@example.com", "11201")  # NY1's, for now
     page = console_page
     sign_in(page, accounts["admin"])
     page.get_by_role("link", name="Dealers", exact=True).click()
@@ -80,6 +85,32 @@ def test_admin_creates_a_dealer_and_sees_it_on_the_map(
     expect(page.get_by_text("No unassigned ZIP")).to_be_visible()
     shots += _shoot(page, tmp_path, "coverage-all")
     page.get_by_role("link", name="Unassigned pool").click()
+    page.get_by_label(f"Select lead {army}").check()
+    page.get_by_label("Give to dealer").select_option("NY1")
+    shots += _shoot(page, tmp_path, "unassigned")
+    page.get_by_role("button", name="Give ticked leads to this dealer").click()
+    expect(page.get_by_text("1 lead reassigned.")).to_be_visible()
     expect(page.get_by_text("The unassigned pool is empty")).to_be_visible()
+
+    page.get_by_role("link", name="Dealers", exact=True).click()
+    page.get_by_role("link", name="Deactivate NY1").click()
+    expect(page.locator("#moving")).to_contain_text("3 leads")  # the two and the soldier's
+    moving = page.get_by_role("row").filter(has_text="BK1 MINI of Brooklyn")
+    expect(moving.get_by_role("cell").last).to_have_text("2")
+    back_to_pool = page.get_by_role("row").filter(has_text="the unassigned pool")
+    expect(back_to_pool.get_by_role("cell").last).to_have_text("1")
+    shots += _shoot(page, tmp_path, "deactivate")
+    page.get_by_role("button", name="Deactivate NY1").click()
+    expect(page.get_by_text("Dealer NY1 is deactivated; 3 leads moved.")).to_be_visible()
+
+    page.get_by_role("link", name="Import dealers").click()
+    bad = dealer_csv(dealer_line("SF1", "94103", state="CA"), dealer_line("XX", "00000"))
+    page.get_by_label("CSV file").set_input_files(
+        files=[{"name": "dealers.csv", "mimeType": "text/csv", "buffer": bad.encode()}]
+    )
+    page.get_by_role("button", name="Upload and check").click()
+    expect(page.get_by_text("Nothing was changed: 1 row refused.")).to_be_visible()
+    expect(page.get_by_role("cell", name="ZIP '00000' is not a US ZIP code")).to_be_visible()
+    shots += _shoot(page, tmp_path, "upload-report")
     sign_out(page)
     assert all(shot.stat().st_size > 10_000 for shot in shots)
