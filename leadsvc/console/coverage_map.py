@@ -11,6 +11,7 @@ Drawing ~33,000 ZIPs takes a fraction of a second; the page keeps the result per
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -52,13 +53,18 @@ def region_of(state: str, longitude: float) -> str | None:
     return STATE_REGION.get(state, "lower48")
 
 
-def albers(region: Region, latitude: float, longitude: float) -> tuple[float, float]:
-    """Albers equal-area conic on the unit sphere (y grows northwards)."""
+@functools.cache
+def _constants(region: Region) -> tuple[float, float, float, float]:
     phi1, phi2 = map(math.radians, region.parallels)
     phi0, lam0 = map(math.radians, region.origin)
     n = (math.sin(phi1) + math.sin(phi2)) / 2
     c = math.cos(phi1) ** 2 + 2 * n * math.sin(phi1)
-    rho0 = math.sqrt(c - 2 * n * math.sin(phi0)) / n
+    return n, c, math.sqrt(c - 2 * n * math.sin(phi0)) / n, lam0
+
+
+def albers(region: Region, latitude: float, longitude: float) -> tuple[float, float]:
+    """Albers equal-area conic on the unit sphere (y grows northwards)."""
+    n, c, rho0, lam0 = _constants(region)
     rho = math.sqrt(c - 2 * n * math.sin(math.radians(latitude))) / n
     theta = n * (math.radians(longitude) - lam0)
     return rho * math.sin(theta), rho0 - rho * math.cos(theta)
@@ -67,10 +73,10 @@ def albers(region: Region, latitude: float, longitude: float) -> tuple[float, fl
 class Projection:
     """Projects points into the canvas, each region scaled to fill its box (aspect kept)."""
 
-    def __init__(self, points: Iterable[tuple[str, float, float]]):
+    def __init__(self, projected: Iterable[tuple[str, float, float]]):
+        """`projected`: (region, x, y) of every point, as `albers` gives them."""
         extents: dict[str, list[float]] = {}
-        for region, latitude, longitude in points:
-            x, y = albers(REGIONS[region], latitude, longitude)
+        for region, x, y in projected:
             e = extents.setdefault(region, [x, y, x, y])
             e[0], e[1], e[2], e[3] = min(e[0], x), min(e[1], y), max(e[2], x), max(e[3], y)
         self._fit: dict[str, tuple[float, float, float]] = {}
@@ -82,10 +88,13 @@ class Projection:
             dy = top + ((bottom - top) - (y1 - y0) * scale) / 2 + y1 * scale
             self._fit[region] = (scale, dx, dy)
 
-    def __call__(self, region: str, latitude: float, longitude: float) -> tuple[float, float]:
+    def place(self, region: str, x: float, y: float) -> tuple[float, float]:
+        """Canvas position of a point `albers` projected."""
         scale, dx, dy = self._fit[region]
-        x, y = albers(REGIONS[region], latitude, longitude)
         return x * scale + dx, dy - y * scale
+
+    def __call__(self, region: str, latitude: float, longitude: float) -> tuple[float, float]:
+        return self.place(region, *albers(REGIONS[region], latitude, longitude))
 
     def has(self, region: str | None) -> bool:
         return region in self._fit
@@ -121,19 +130,21 @@ class CoverageMap:
 
 def draw(coverage: Coverage) -> CoverageMap:
     """The map of `coverage` as an SVG element (a string ready to put in the page)."""
-    placed = [(region_of(z.state, z.longitude), z) for z in coverage.zips]
-    projection = Projection((r, z.latitude, z.longitude) for r, z in placed if r is not None)
+    projected = []  # (region, x, y, dealer id): each ZIP projected once
+    for z in coverage.zips:
+        region = region_of(z.state, z.longitude)
+        if region is not None:
+            projected.append(
+                (region, *albers(REGIONS[region], z.latitude, z.longitude), z.dealer_id)
+            )
+    projection = Projection(point[:3] for point in projected)
     colours = {d.id: dealer_colour(i) for i, d in enumerate(coverage.dealers)}
     land: set[tuple[int, int]] = set()
     votes: dict[tuple[int, int], Counter] = defaultdict(Counter)
-    off_map = 0
-    for region, z in placed:
-        if region is None:
-            off_map += 1
-            continue
-        x, y = projection(region, z.latitude, z.longitude)
+    for region, raw_x, raw_y, dealer_id in projected:
+        x, y = projection.place(region, raw_x, raw_y)
         land.add((int(x // LAND), int(y // LAND)))
-        votes[(int(x // CELL), int(y // CELL))][z.dealer_id] += 1
+        votes[(int(x // CELL), int(y // CELL))][dealer_id] += 1
     areas: dict[int | None, list[tuple[int, int]]] = defaultdict(list)
     for cell, counter in votes.items():
         areas[counter.most_common(1)[0][0]].append(cell)
@@ -157,7 +168,8 @@ def draw(coverage: Coverage) -> CoverageMap:
         )
     parts.extend(_markers(coverage, projection, colours))
     parts.append("</svg>")
-    unassigned = sum(1 for _, z in placed if z.dealer_id is None)
+    unassigned = sum(1 for z in coverage.zips if z.dealer_id is None)
+    off_map = len(coverage.zips) - len(projected)
     return CoverageMap("".join(parts), colours, off_map, unassigned)
 
 

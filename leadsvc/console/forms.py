@@ -80,12 +80,6 @@ class UploadForm(FlaskForm):
     partial = BooleanField("Apply the valid rows even if some are refused")
 
 
-class ReassignForm(FlaskForm):
-    dealer_code = StringField(
-        "Dealer code (empty: back to the unassigned pool)", validators=[Optional(), Length(max=16)]
-    )
-
-
 def _text(label: str, limit: int, *, required: bool = False):
     """A dealer field: only a length cap here, the CSV import's checks do the rest."""
     validators = [DataRequired(REQUIRED)] if required else [Optional()]
@@ -119,9 +113,7 @@ class DealerForm(FlaskForm):
     def row(self) -> dict[str, str]:
         """The form as a row of the dealer CSV."""
         return {
-            name: (field.data or "").strip()
-            for name, field in self._fields.items()
-            if name != "csrf_token"
+            field.name: (field.data or "").strip() for field in self if field.name != "csrf_token"
         }
 
 

@@ -31,7 +31,7 @@ def _field_of(reason: str, form: DealerForm) -> str | None:
     words = reason.split()
     word = words[1] if words[:1] == ["missing"] and len(words) > 1 else words[0] if words else ""
     name = _FIELD_WORDS.get(word.lower(), word)
-    return name if name in form._fields and name != "csrf_token" else None
+    return name if name in form and name != "csrf_token" else None
 
 
 @blp.route("/dealers")

@@ -13,7 +13,7 @@ from leadsvc.dealers.models import Dealer, RoutingVersion, ZipRoute
 from leadsvc.geo.models import ZipCode
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CoveredZip:
     zip5: str
     state: str

@@ -72,6 +72,7 @@ def test_admin_creates_a_dealer_and_sees_it_on_the_map(
     expect(page.get_by_role("heading", name="9 dealers")).to_be_visible()
     shots += _shoot(page, tmp_path, "dealers")
 
+    page.set_default_timeout(20_000)  # the map's first drawing, on a machine shared by many
     page.get_by_role("link", name="Coverage map").click()
     expect(page.get_by_role("heading", name="Coverage map")).to_be_visible()
     expect(page.get_by_role("img", name="Coverage map")).to_be_visible()
