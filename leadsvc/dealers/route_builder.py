@@ -124,7 +124,7 @@ def _nearest_dealer_routes(
 def _territory_routes(
     session: Session, dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]]
 ) -> dict[str, Route]:
-    """Route each territory ZIP of an active dealer to that dealer (km is None without centre)."""
+    """Route each territory ZIP of one of `dealers` to that dealer (km is None without centre)."""
     import numpy as np
 
     from leadsvc.geo.distance import haversine_pairs_km
@@ -137,6 +137,8 @@ def _territory_routes(
     ).all()
     routes: dict[str, Route] = {}
     for zip5, dealer_id in territories:
+        if dealer_id not in by_id:  # the dealer a preview leaves out
+            continue
         km = None
         if zip5 in centre:
             pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
