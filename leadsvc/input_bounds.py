@@ -15,7 +15,7 @@ import json
 import re
 from urllib.parse import unquote_to_bytes
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from marshmallow import fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -124,7 +124,27 @@ def _refuse_a_cut_off_stream() -> None:
         raise RequestEntityTooLarge()
 
 
+def body_limit(max_bytes: int):
+    """Let one view take bodies up to `max_bytes` (an upload page), instead of the app-wide
+    MAX_CONTENT_LENGTH, through Flask's per-request `Request.max_content_length`. It is set
+    here, before anything reads the body; the other views keep the app's limit."""
+
+    def decorate(view):
+        view.max_content_length = max_bytes
+        return view
+
+    return decorate
+
+
+def _apply_view_limit() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, "max_content_length", None)
+    if limit is not None:
+        request.max_content_length = limit
+
+
 def _check_body():
+    _apply_view_limit()
     method = request.method
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         _refuse_a_cut_off_stream()

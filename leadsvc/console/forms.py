@@ -10,6 +10,7 @@ from wtforms import (
     EmailField,
     PasswordField,
     RadioField,
+    SelectField,
     StringField,
     TextAreaField,
 )
@@ -87,7 +88,50 @@ class UploadForm(FlaskForm):
     partial = BooleanField("Apply the valid rows even if some are refused")
 
 
-class ReassignForm(FlaskForm):
-    dealer_code = StringField(
-        "Dealer code (empty: back to the unassigned pool)", validators=[Optional(), Length(max=16)]
+def _text(label: str, limit: int, *, required: bool = False):
+    """A dealer field: only a length cap here, the CSV import's checks do the rest."""
+    validators = [DataRequired(REQUIRED)] if required else [Optional()]
+    return StringField(
+        label, validators=[*validators, Length(max=limit, message=f"At most {limit} characters.")]
     )
+
+
+class DealerForm(FlaskForm):
+    """A dealer's columns of the CSV import, checked by the import itself (same words)."""
+
+    code = _text("Code", 16)
+    name = _text("Name", 120)
+    street = _text("Street", 200)
+    city = _text("City", 100)
+    state = _text("State", 2)
+    zip = _text("ZIP code", 10)
+    phone = _text("Phone", 32)
+    lead_email = _text("Lead inbox (email)", 254)
+    webhook_url = _text("Webhook URL", 2048)
+    webhook_secret = PasswordField(
+        "Webhook secret",
+        validators=[Optional(), Length(max=200, message="At most 200 characters.")],
+    )
+    latitude = _text("Latitude", 20)
+    longitude = _text("Longitude", 20)
+    response_hours = _text("Response target (business hours)", 20)
+    opening_hours = _text("Opening hours", 200)
+    time_zone = _text("Time zone", 64)
+
+    def row(self) -> dict[str, str]:
+        """The form as a row of the dealer CSV."""
+        return {
+            field.name: (field.data or "").strip() for field in self if field.name != "csrf_token"
+        }
+
+
+class DealerSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a search changes nothing (and is a GET)
+
+    q = StringField("Search by code, name, city or ZIP", validators=[Optional(), Length(max=100)])
+
+
+class LeadDealerForm(FlaskForm):
+    #: Choices (SelectChoice) set by the view: the active dealers.
+    dealer_code = SelectField("Give to dealer", validate_choice=True)

@@ -10,6 +10,9 @@ from flask_login import current_user
 from leadsvc.console import (  # noqa: F401  (routes on blp)
     views_audit,
     views_auth,
+    views_coverage,
+    views_dealer_files,
+    views_dealers,
     views_leads,
     views_overview,
     views_people,
@@ -21,6 +24,7 @@ from leadsvc.console.frame import blp
 NAVIGATION = (
     ("console.overview", "Overview", "overview", ("admin", "compliance")),
     ("console.dealers", "Dealers", "dealers", ("admin",)),
+    ("console.unassigned", "Unassigned pool", "unassigned", ("admin",)),
     ("console.coverage", "Coverage map", "coverage", ("admin",)),
     ("console.people", "People", "people", ("compliance",)),
     ("console.texts", "Consent texts", "texts", ("compliance",)),

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from leadsvc.commit_order import next_delivery_seq, settled_below
 from leadsvc.db import utcnow
-from leadsvc.dealers.models import Dealer, LeadMove
+from leadsvc.dealers.models import Dealer, LeadMove, ZipRoute
 from leadsvc.geo.distance_units import km_to_miles
 from leadsvc.leads.models import Lead
 
@@ -132,9 +132,7 @@ def acknowledge(
 
 def reassign_lead(session: Session, lead_id: int, dealer_code: str | None) -> Lead:
     """Move a lead to a dealer (or back to the unassigned pool) by hand; the move is recorded."""
-    lead = session.scalar(sa.select(Lead).where(Lead.id == lead_id).with_for_update())
-    if lead is None:
-        raise LookupError(f"no lead {lead_id}")
+    lead = _locked_lead(session, lead_id)
     dealer_id = None
     if dealer_code is not None:
         dealer_id = session.scalar(
@@ -142,7 +140,33 @@ def reassign_lead(session: Session, lead_id: int, dealer_code: str | None) -> Le
         )
         if dealer_id is None:
             raise ValueError(f"no active dealer with code {dealer_code.upper()}")
+    routing = {"routing_reason": "manual" if dealer_id else "unassigned", "distance_km": None}
+    return _move(session, lead, dealer_id, routing)
+
+
+def route_again(session: Session, lead_id: int) -> Lead:
+    """Give a lead to the dealer its ZIP routes to now (after dealers changed), recorded as a
+    move by hand; ValueError if no dealer takes its ZIP."""
+    lead = _locked_lead(session, lead_id)
+    route = session.get(ZipRoute, lead.zip5) if lead.zip5 else None
+    if route is None:
+        session.rollback()
+        raise ValueError(f"no active dealer takes ZIP {lead.zip5 or '(none)'}")
+    routing = {"routing_reason": route.reason, "distance_km": route.distance_km}
+    return _move(session, lead, route.dealer_id, routing)
+
+
+def _locked_lead(session: Session, lead_id: int) -> Lead:
+    lead = session.scalar(sa.select(Lead).where(Lead.id == lead_id).with_for_update())
+    if lead is None:
+        raise LookupError(f"no lead {lead_id}")
+    return lead
+
+
+def _move(session: Session, lead: Lead, dealer_id: int | None, routing: dict) -> Lead:
+    """Record the move by hand and give the lead to `dealer_id` as new (commits)."""
     if lead.dealer_id == dealer_id:
+        session.commit()
         return lead
     session.add(
         LeadMove(
@@ -159,8 +183,7 @@ def reassign_lead(session: Session, lead_id: int, dealer_code: str | None) -> Le
         .where(Lead.id == lead.id)
         .values(
             dealer_id=dealer_id,
-            routing_reason="manual" if dealer_id else "unassigned",
-            distance_km=None,
+            **routing,
             acknowledged_at=None,
             delivery_seq=next_delivery_seq(dialect),
         )

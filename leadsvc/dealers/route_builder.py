@@ -83,13 +83,12 @@ def _write_routes(session: Session, rows: list[tuple]) -> None:
         cursor.executemany(f"INSERT INTO zip_routes ({columns}) VALUES (?, ?, ?, ?, ?)", rows)
 
 
-def _active_dealers(session: Session) -> Sequence[sa.Row]:
+def _active_dealers(session: Session, excluding: int | None = None) -> Sequence[sa.Row]:
     """Id, latitude and longitude of each active dealer, in code order (see `compute_nearest`)."""
-    return session.execute(
-        sa.select(Dealer.id, Dealer.latitude, Dealer.longitude)
-        .where(Dealer.active)
-        .order_by(Dealer.code)
-    ).all()
+    query = sa.select(Dealer.id, Dealer.latitude, Dealer.longitude).where(Dealer.active)
+    if excluding is not None:
+        query = query.where(Dealer.id != excluding)
+    return session.execute(query.order_by(Dealer.code)).all()
 
 
 def _mapped_zip_centres(session: Session) -> dict[str, tuple[float, float]]:
@@ -125,7 +124,7 @@ def _nearest_dealer_routes(
 def _territory_routes(
     session: Session, dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]]
 ) -> dict[str, Route]:
-    """Route each territory ZIP of an active dealer to that dealer (km is None without centre)."""
+    """Route each territory ZIP of one of `dealers` to that dealer (km is None without centre)."""
     import numpy as np
 
     from leadsvc.geo.distance import haversine_pairs_km
@@ -138,6 +137,8 @@ def _territory_routes(
     ).all()
     routes: dict[str, Route] = {}
     for zip5, dealer_id in territories:
+        if dealer_id not in by_id:  # the dealer a preview leaves out
+            continue
         km = None
         if zip5 in centre:
             pair = np.array([centre[zip5]]), np.array([by_id[dealer_id]])
@@ -167,19 +168,29 @@ def _route_max_km() -> float | None:
     return current_app.config["LEADSVC_SETTINGS"].route_max_km
 
 
+def compute_routes(session: Session, *, excluding: int | None = None) -> dict[str, Route]:
+    """Each routed ZIP's route from the active dealers (less `excluding`) and territories.
+
+    Writes nothing: `rebuild_routes` stores the result, a deactivation preview only reads it.
+    """
+    dealers = _active_dealers(session, excluding)
+    if not dealers:
+        return {}
+    centre = _mapped_zip_centres(session)
+    routes = _nearest_dealer_routes(dealers, centre)
+    limit = _route_max_km()
+    if limit is not None:  # beyond it from every dealer: the unassigned pool
+        routes = {z: r for z, r in routes.items() if r[2] is None or r[2] <= limit}
+    routes.update(_territory_routes(session, dealers, centre))
+    return routes
+
+
 def rebuild_routes(session: Session) -> RebuildReport:
     """Recompute the routing table from the active dealers and territories (caller commits)."""
     started = time.perf_counter()
     _lock_rebuilds(session)
-    dealers = _active_dealers(session)
-    centre = _mapped_zip_centres(session)
-    routes: dict[str, Route] = {}
-    if dealers:
-        routes = _nearest_dealer_routes(dealers, centre)
-        limit = _route_max_km()
-        if limit is not None:  # beyond it from every dealer: the unassigned pool
-            routes = {z: r for z, r in routes.items() if r[2] is None or r[2] <= limit}
-        routes.update(_territory_routes(session, dealers, centre))
+    routes = compute_routes(session)
+    dealers = len(_active_dealers(session))
 
     version = (session.scalar(sa.select(sa.func.max(RoutingVersion.version))) or 0) + 1
     _write_routes(
@@ -188,7 +199,7 @@ def rebuild_routes(session: Session) -> RebuildReport:
     )
     territory_zips = sum(1 for _, reason, _ in routes.values() if reason == "territory")
     build_ms = int((time.perf_counter() - started) * 1000)
-    report = RebuildReport(version, len(dealers), len(routes), territory_zips, build_ms)
+    report = RebuildReport(version, dealers, len(routes), territory_zips, build_ms)
     _record_rebuild(session, report)
     return report
 
