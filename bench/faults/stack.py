@@ -225,10 +225,9 @@ class FaultStack:
 
     def open_rows(self) -> list[str]:
         """One line per outbox row still open: its status, job, and that job's state in rq."""
+        import redis
         from rq.job import Job
         from rq.serializers import JSONSerializer
-
-        import redis
 
         rows = self.query(
             sa.text(
