@@ -47,6 +47,7 @@ ENV = {
     "JOB_TIMEOUT": "3",
     "SMTP_TIMEOUT": "2",
     "WEBHOOK_TIMEOUT": "2",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",  # the webhook receiver listens on loopback
     "JOB_RETRY_INTERVALS": "1,1,2,2,5",
     "LOG_LEVEL": "WARNING",
     "WEB_CONCURRENCY": "1",
