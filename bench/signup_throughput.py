@@ -104,6 +104,9 @@ def service_env(pg_url: str, tmp_path: Path, extra: dict[str, str] | None = None
         "HOST": "127.0.0.1",
         "PORT": str(WEB_PORT),
         "LOG_LEVEL": "WARNING",
+        # The benchmarks' webhook receivers listen on loopback, which dealers may not name unless
+        # an operator allows it.
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         **(extra or {}),
     }
 
