@@ -6,7 +6,6 @@ from flask import Response, abort, render_template, request
 
 from leadsvc.consent import figures
 from leadsvc.consent.verifications import last_verification
-from leadsvc.console import charts
 from leadsvc.console.access import roles
 from leadsvc.console.frame import blp
 from leadsvc.deliverability.figures import bounce_rate_per_day
@@ -64,6 +63,9 @@ def overview():
 
 
 def _chart(name: str, days: int) -> bytes:
+    # pygal (about 12 MB) is loaded when a chart is first drawn, not in every web process.
+    from leadsvc.console import charts
+
     if name == "signups":
         return charts.signups_chart(signups_by_outcome(days), days)
     if name == "campaigns":

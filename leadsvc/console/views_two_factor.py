@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import segno
 from flask import current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
@@ -112,6 +111,8 @@ def two_factor():
         message = LIMITED if limited else WRONG_CODE
     values = {"form": form, "message": message, "enabled": user.totp_secret is not None}
     if user.totp_secret is None:
+        import segno  # loaded by the few processes that ever draw an enrolment code
+
         secret = pending_secret(db.session, user)
         uri = provisioning_uri(user, secret)
         values.update(

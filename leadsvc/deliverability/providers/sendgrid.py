@@ -13,11 +13,7 @@ import base64
 import binascii
 import re
 from datetime import UTC, datetime
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from typing import TYPE_CHECKING
 
 from leadsvc.deliverability.parse import COMPLAINT, HARD, SOFT, Notice, message_id_in
 from leadsvc.deliverability.providers import (
@@ -33,6 +29,12 @@ from leadsvc.deliverability.providers import (
 )
 from leadsvc.ops.logs import redact
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography is imported where a key is read or a signature checked: a web process with no
+# SendGrid key configured does not carry it (see providers.ses).
+
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 _STATUS = re.compile(r"\b([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")
@@ -40,6 +42,9 @@ _STATUS = re.compile(r"\b([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")
 
 def public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     """SENDGRID_WEBHOOK_PUBLIC_KEY as a key; ValueError if it is not an EC public key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     try:
         key = load_der_public_key(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError):
@@ -51,6 +56,10 @@ def public_key(encoded: str) -> ec.EllipticCurvePublicKey:
 
 def verify(call: Call, key: ec.EllipticCurvePublicKey) -> None:
     """Refuse the call unless its signature is SendGrid's and its timestamp recent."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     signature = call.headers.get(SIGNATURE_HEADER)
     timestamp = call.headers.get(TIMESTAMP_HEADER)
     if not signature or not timestamp:

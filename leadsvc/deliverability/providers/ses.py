@@ -16,12 +16,8 @@ import re
 import threading
 import urllib.request
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from leadsvc.deliverability.parse import (
     COMPLAINT,
@@ -44,6 +40,12 @@ from leadsvc.deliverability.providers import (
 )
 from leadsvc.ops.logs import redact
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+# cryptography (about 17 MB of memory) is imported by the functions that check a signature, so
+# a web process that never receives a notification does not carry it.
+
 NOTIFICATION = "Notification"
 SUBSCRIBE = "SubscriptionConfirmation"
 UNSUBSCRIBE = "UnsubscribeConfirmation"
@@ -53,7 +55,8 @@ SIGNED_FIELDS = {
     SUBSCRIBE: ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
 }
 SIGNED_FIELDS[UNSUBSCRIBE] = SIGNED_FIELDS[SUBSCRIBE]
-HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+#: SignatureVersion -> the name of its hash in `cryptography.hazmat.primitives.hashes`.
+HASHES = {"1": "SHA1", "2": "SHA256"}
 _STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 #: Printable ASCII without spaces: nothing a URL parser and an HTTP client could read apart.
 _PLAIN_URL = re.compile(r"[\x21-\x7e]{1,2000}")
@@ -101,6 +104,9 @@ class SnsCertificates:
     def public_key(self, url: str) -> rsa.RSAPublicKey:
         """The RSA key of the certificate at `url`, fetched once and kept while it is valid;
         OSError if it cannot be fetched."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         now = datetime.now(UTC)
         with self._lock:
             kept = self._keys.get(url)
@@ -133,11 +139,15 @@ def string_to_sign(message: dict) -> bytes:
 
 def verify(message: dict, certificates: SnsCertificates) -> None:
     """Refuse the message unless SNS signed it (see the module)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     signature = message.get("Signature")
     if not signature or not message.get("SigningCertURL"):
         raise Refused(401, "The notification is not signed.")
-    algorithm = HASHES.get(str(message.get("SignatureVersion")))
-    if algorithm is None:
+    hash_name = HASHES.get(str(message.get("SignatureVersion")))
+    if hash_name is None:
         raise Refused(403, "The signature version is not one Amazon SNS uses.")
     if not certificates.trusted(message["SigningCertURL"]):
         raise Refused(403, "The signing certificate is not on an Amazon SNS host.")
@@ -147,7 +157,9 @@ def verify(message: dict, certificates: SnsCertificates) -> None:
         raise Refused(403, "The signature is not base64.") from None
     key = certificates.public_key(message["SigningCertURL"])
     try:
-        key.verify(raw_signature, string_to_sign(message), padding.PKCS1v15(), algorithm())
+        key.verify(
+            raw_signature, string_to_sign(message), padding.PKCS1v15(), getattr(hashes, hash_name)()
+        )
     except InvalidSignature:
         raise Refused(403, "The signature does not match.") from None
 
