@@ -71,7 +71,9 @@ def signup_counts(lead_id, dealer_id, since) -> tuple[sa.Label, sa.Label]:
     told = sa.select(sa.func.count()).where(
         outbox.lead_id == lead_id,
         outbox.dealer_id == dealer_id,
-        outbox.kind.in_(DEALER_KINDS),
+        # One bound value per kind: a plain list would be an "expanding" parameter, which
+        # SQLAlchemy renders into the statement's text again on every signup.
+        outbox.kind.in_([sa.literal(kind) for kind in DEALER_KINDS]),
         outbox.status != SKIPPED,
     )
     confirmations = sa.select(sa.func.count()).where(
