@@ -62,6 +62,40 @@ def new_lead_kinds(status: str, dealer_id: int | None, confirm_emails_per_day: i
     return [WELCOME_EMAIL] + ([DEALER_EMAIL, DEALER_WEBHOOK] if dealer_id is not None else [])
 
 
+#: Why a repeat signup does not send what a new lead in its state would get.
+NOT_AGAIN = {
+    WELCOME_EMAIL: "not sent: the person was welcomed before",
+    CONFIRM_EMAIL: "not sent: the day's confirmation emails for this address were sent",
+    DEALER_EMAIL: "not sent: the dealer has this lead already",
+    DEALER_WEBHOOK: "not sent: the dealer has this lead already",
+}
+
+
+def held_back_after_signup(
+    messages: list[tuple[str, int, int | None]],
+    lead_id: int,
+    *,
+    status: str,
+    dealer_id: int | None,
+    dealer_webhook_url: str | None,
+    confirm_emails_per_day: int,
+) -> list[tuple[str, int, int | None, str]]:
+    """The rows a new lead in `status` would get and this signup does not send, each with why
+    (kind, lead id, dealer id, reason); none for a new lead.
+
+    A repeat signup writes them as `skipped`, so that a signup of a known address writes as many
+    rows as one of a new address: the same work, the same time to answer, and nothing an outsider
+    could time to learn whether an address is subscribed. They also record what was decided."""
+    kinds = new_lead_kinds(status, dealer_id, confirm_emails_per_day)
+    if not dealer_webhook_url and DEALER_WEBHOOK in kinds:
+        kinds.remove(DEALER_WEBHOOK)
+    sent = {kind for kind, _, _ in messages}
+    dealer = {DEALER_EMAIL: dealer_id, DEALER_WEBHOOK: dealer_id}
+    return [
+        (kind, lead_id, dealer.get(kind), NOT_AGAIN[kind]) for kind in kinds if kind not in sent
+    ]
+
+
 def signup_counts(lead_id, dealer_id, since) -> tuple[sa.Label, sa.Label]:
     """(`dealer_told`, `confirmations_today`): the dealer notices the lead already has from its
     dealer and the confirmation emails written since `since`, as scalar subqueries on the lead's

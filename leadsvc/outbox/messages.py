@@ -115,6 +115,7 @@ _COLUMNS = (
     "status",
     "attempts",
     "generation",
+    "last_error",
     "created_at",
     "updated_at",
 )
@@ -136,7 +137,9 @@ def _insert_rows(count: int, together_with: sa.Insert | None) -> sa.Insert:
     ]
     source = rows[0] if count == 1 else sa.union_all(*rows)
     statement = (
-        sa.insert(_TABLE).from_select(list(_COLUMNS), source).returning(_TABLE.c.id, _TABLE.c.kind)
+        sa.insert(_TABLE)
+        .from_select(list(_COLUMNS), source)
+        .returning(_TABLE.c.id, _TABLE.c.kind, _TABLE.c.status)
     )
     if together_with is not None:
         statement = statement.add_cte(together_with.cte("together_with"))
@@ -148,42 +151,51 @@ def add_messages(
     messages: list[tuple[str, int, int | None]],
     *,
     together_with: tuple[sa.Insert, dict] | None = None,
+    held_back: Sequence[tuple[str, int, int | None, str]] = (),
 ) -> list[QueuedRow]:
     """Write outbox rows (kind, lead id, dealer id or None) in the caller's transaction, in one
     statement; they are dispatched after the commit.
 
     `together_with`, another INSERT of the same transaction and its values, goes in the same
     statement where the database runs data-modifying WITH clauses (PostgreSQL): one round trip
-    instead of two. Elsewhere it runs first, on its own."""
-    for kind, _, _ in messages:
+    instead of two. Elsewhere it runs first, on its own. `held_back` rows (kind, lead id, dealer
+    id, reason) are written in the same statement as already `skipped`, with the reason: the
+    record of a message decided against (never dispatched)."""
+    for kind, *_ in (*messages, *held_back):
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r}")
     connection = session.connection()
     other, values = together_with or (None, {})
-    if other is not None and (not messages or connection.dialect.name != "postgresql"):
+    count = len(messages) + len(held_back)
+    if other is not None and (not count or connection.dialect.name != "postgresql"):
         connection.execute(other, values)
         other, values = None, {}
-    if not messages:
+    if not count:
         return []
     now = utcnow()
     values = dict(values)
-    for n, (kind, lead_id, dealer_id) in enumerate(messages):
+    rows = [(*message, PENDING, None) for message in messages]
+    rows += [
+        (kind, lead_id, dealer_id, SKIPPED, why) for kind, lead_id, dealer_id, why in held_back
+    ]
+    for n, (kind, lead_id, dealer_id, status, why) in enumerate(rows):
         row = {
             "kind": kind,
             "lead_id": lead_id,
             "dealer_id": dealer_id,
             "payload": _payload(lead_id, dealer_id),
-            "status": PENDING,
+            "status": status,
             "attempts": 0,
             "generation": 1,
+            "last_error": why,
             "created_at": now,
             "updated_at": now,
         }
         values.update({f"{name}_{n}": value for name, value in row.items()})
-    written = sorted(connection.execute(_insert_rows(len(messages), other), values).all())
-    rows = [QueuedRow(id, kind, 1) for id, kind in written]
-    session.info.setdefault(NEW_ROWS_KEY, []).extend(rows)
-    return rows
+    written = sorted(connection.execute(_insert_rows(count, other), values).all())
+    queued = [QueuedRow(id, kind, 1) for id, kind, status in written if status == PENDING]
+    session.info.setdefault(NEW_ROWS_KEY, []).extend(queued)
+    return queued
 
 
 def lock_message(session: Session, outbox_id: int) -> OutboxMessage | None:

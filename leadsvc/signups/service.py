@@ -29,6 +29,7 @@ from leadsvc.geo.directory import ZipInput
 from leadsvc.leads.email_address import CheckedEmail
 from leadsvc.leads.models import Lead
 from leadsvc.outbound.subscription import (
+    held_back_after_signup,
     messages_after_signup,
     signup_counts,
     status_after_signup,
@@ -281,16 +282,34 @@ def _write_signup(
         text_version=text_version,
         context=context,
     )
+    messages, held_back = _rows_after_signup(session, stored, previous, status, settings)
+    # The event and the rows: one statement.
+    add_messages(session, messages, together_with=event, held_back=held_back)
+    return lead_id
+
+
+def _rows_after_signup(
+    session: Session, stored: sa.Row, previous: str | None, status: str, settings
+):
+    """The outbox rows the signup sends and those it holds back (see `held_back_after_signup`)."""
+    confirm_limit = settings.confirm_emails_per_day if settings else 3
     messages = messages_after_signup(
         session,
-        lead_id,
+        stored.id,
         previous=previous,
         status=status,
         dealer_id=stored.dealer_id,
-        confirm_emails_per_day=settings.confirm_emails_per_day if settings else 3,
+        confirm_emails_per_day=confirm_limit,
         dealer_webhook_url=stored.dealer_webhook_url,
         dealer_told=stored.dealer_told,
         confirmations_today=stored.confirmations_today,
     )
-    add_messages(session, messages, together_with=event)  # the event and the rows: one statement
-    return lead_id
+    held_back = held_back_after_signup(
+        messages,
+        stored.id,
+        status=status,
+        dealer_id=stored.dealer_id,
+        dealer_webhook_url=stored.dealer_webhook_url,
+        confirm_emails_per_day=confirm_limit,
+    )
+    return messages, held_back

@@ -63,3 +63,35 @@ def test_a_known_address_runs_the_same_statements_as_a_new_one(app, client, deal
     known = statements_of(app, client, "known@example.com")
     assert len(known) == len(new) == 3  # round trips
     assert known[:2] == new[:2] == ["SELECT", "INSERT"]
+    assert known == new  # the same statements, a WITH writing the event and the rows
+
+
+def outbox_rows(session, email: str) -> list[tuple[str, str, str | None]]:
+    return session.execute(
+        sa.text(
+            "SELECT o.kind, o.status, o.last_error FROM outbox o"
+            " JOIN leads l ON l.id = o.lead_id WHERE l.email = :email ORDER BY o.id"
+        ),
+        {"email": email},
+    ).all()
+
+
+def test_a_known_address_writes_as_many_rows_as_a_new_one_and_sends_none(client, session, dealer):
+    """A repeat signup of a subscribed address whose dealer has it writes the rows a new lead
+    gets, as `skipped` with the reason, so both do the same work; none of them is ever sent."""
+    sign_up(client, "twice@example.com")
+    first = outbox_rows(session, "twice@example.com")
+    assert [(kind, status) for kind, status, _ in first] == [
+        ("welcome_email", "pending"),
+        ("dealer_email", "pending"),
+        ("dealer_webhook", "pending"),
+    ]
+    sign_up(client, "twice@example.com")
+    second = outbox_rows(session, "twice@example.com")[3:]
+    assert second == [
+        ("welcome_email", "skipped", "not sent: the person was welcomed before"),
+        ("dealer_email", "skipped", "not sent: the dealer has this lead already"),
+        ("dealer_webhook", "skipped", "not sent: the dealer has this lead already"),
+    ]
+    pending = sa.text("SELECT count(*) FROM outbox WHERE status = 'pending'")
+    assert session.execute(pending).scalar_one() == 3  # only the first signup's rows go out
