@@ -3,10 +3,12 @@ its COPYs end and its database connections leave their transaction within second
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -65,9 +67,10 @@ def fill(session) -> None:
     session.commit()
 
 
-def read_part(port: int, key: str, size: int) -> bytes:
-    """Ask for the whole export as JSON lines, read `size` bytes of the reply and close the
-    socket without reading the rest (as a client that gives up does)."""
+@contextlib.contextmanager
+def partial_download(port: int, key: str, size: int) -> Iterator[bytes]:
+    """Ask for the whole export as JSON lines and read `size` bytes of the reply; on leaving, close
+    the socket without reading the rest (as a client that gives up does)."""
     request = (
         f"GET /api/v1/consent/events?format=jsonl&from={T0.date()}&to={T0.date() + DAY} "
         f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -80,9 +83,10 @@ def read_part(port: int, key: str, size: int) -> bytes:
             data = client.recv(65536)
             assert data, received[:2000]
             received += data
-    return received
+        yield received
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_download_cut_off_mid_export_gives_its_connections_back(session, database_url, tmp_path):
     fill(session)
@@ -95,12 +99,12 @@ def test_a_download_cut_off_mid_export_gives_its_connections_back(session, datab
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: ready(server, port), 90, "gunicorn to be ready", 0.2)
-        received = read_part(port, key, 2_000_000)
-        assert received.startswith(b"HTTP/1.1 200 "), received[:500]
-        assert b'{"event_id" : ' in received
-        # Both COPYs were still running when the client went.
-        copies = export_backends(session)
-        assert len(copies) == PG_STREAMS and "idle" not in copies.values(), copies
+        with partial_download(port, key, 2_000_000) as received:
+            assert received.startswith(b"HTTP/1.1 200 "), received[:500]
+            assert b'{"event_id" : ' in received
+            # Both COPYs are running (waiting to send) as the client goes.
+            copies = export_backends(session)
+            assert len(copies) == PG_STREAMS and "idle" not in copies.values(), copies
 
         def released() -> bool:
             return all(state == "idle" for state in states(session, copies).values())
