@@ -307,7 +307,11 @@ class SmtpSink:
 
     def __init__(self):
         self.received: list[tuple[str, list[str], bytes]] = []
+        #: The client's address and port of each accepted message: one for each SMTP session.
+        self.peers: list[tuple[str, int]] = []
         self.reject_codes: list[str] = []  # replies to the next DATA commands, e.g. "451 later"
+        #: Recipients refused at RCPT TO, with the reply, e.g. {"a@example.com": "550 no"}.
+        self.refused_recipients: dict[str, str] = {}
         self.stalls: dict[str, Stall] = {}
         self._lock = threading.Lock()
         self.url = ""
@@ -326,6 +330,8 @@ class SmtpSink:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         await self._hold("rcpt")
+        if address in self.refused_recipients:
+            return self.refused_recipients[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -334,6 +340,7 @@ class SmtpSink:
             if self.reject_codes:
                 return self.reject_codes.pop(0)
             self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            self.peers.append(session.peer)
         await self._hold("data")
         return "250 Message accepted"
 
@@ -350,20 +357,28 @@ class SmtpSink:
         return self.messages()
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    """A real SMTP server (aiosmtpd) on a free loopback port; `smtp.url` is its SMTP_URL."""
+def smtp_server(**parameters) -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; `parameters` go to aiosmtpd's
+    SMTP (`timeout=0.3`: it closes a session idle that long)."""
     from aiosmtpd.controller import Controller
 
     sink = SmtpSink()
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller = Controller(
+        sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True, **parameters
+    )
     controller.start()
     sink.url = f"smtp://127.0.0.1:{port}"
     yield sink
     for stall in list(sink.stalls.values()):
         stall.release()
     controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; `smtp.url` is its SMTP_URL."""
+    yield from smtp_server()
 
 
 class WebhookReceiver:

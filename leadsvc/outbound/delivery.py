@@ -39,6 +39,7 @@ from leadsvc.outbound.tokens import VERP_LOCAL_PART, link_tokens
 from leadsvc.outbox.kinds import (
     EMAIL_CHANNEL,
     WEBHOOK_CHANNEL,
+    Connections,
     DeliveryError,
     HandedOff,
     Kind,
@@ -226,11 +227,14 @@ def _moved_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook
     return Webhook(url, secret, body, MOVED_EVENT)
 
 
-def send_email(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
-    """Hand the email to SMTP (or the mail folder). Raises `DeliveryError` (not sent) or
-    `UncertainDelivery` (it may have arrived)."""
+def send_email(
+    settings, outgoing: Outgoing, handed_off: HandedOff, connections: Connections
+) -> None:
+    """Hand the email to SMTP (or the mail folder), on the batch's SMTP session. Raises
+    `DeliveryError` (not sent) or `UncertainDelivery` (it may have arrived)."""
     name = f"{outgoing.outbox_id}-{outgoing.kind.replace('_', '-')}"
-    mail_transport(settings).send(
+    transport = connections.shared("mail", lambda: mail_transport(settings))
+    transport.send(
         outgoing.message,
         name=name,
         handed_off=handed_off,
@@ -247,7 +251,9 @@ def envelope_sender(settings, outgoing: Outgoing) -> str | None:
     return f"{VERP_LOCAL_PART}+{token}@{settings.bounce_domain}"
 
 
-def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
+def send_webhook(
+    settings, outgoing: Outgoing, handed_off: HandedOff, connections: Connections
+) -> None:
     """POST the signed webhook; the dealer deduplicates on its delivery id."""
     webhook = outgoing.message
     handed_off()
