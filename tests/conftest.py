@@ -405,11 +405,18 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps connections open, as dealers' servers do
+
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver._lock:
                 receiver.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "peer": self.client_address,  # one for each connection
+                    }
                 )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
             time.sleep(receiver.delay)

@@ -23,6 +23,7 @@ from leadsvc.outbound.dealer_notice import (
     MOVED_EVENT,
     REMINDER_EVENT,
     WEBHOOK_EVENT,
+    WebhookPools,
     adf_email,
     erasure_email,
     erasure_webhook_body,
@@ -254,8 +255,10 @@ def envelope_sender(settings, outgoing: Outgoing) -> str | None:
 def send_webhook(
     settings, outgoing: Outgoing, handed_off: HandedOff, connections: Connections
 ) -> None:
-    """POST the signed webhook; the dealer deduplicates on its delivery id."""
+    """POST the signed webhook, on the batch's connection to the dealer's server; the dealer
+    deduplicates on its delivery id."""
     webhook = outgoing.message
+    pools = connections.shared("webhooks", lambda: WebhookPools(settings.webhook_timeout))
     handed_off()
     post_webhook(
         webhook.url,
@@ -265,6 +268,7 @@ def send_webhook(
         timeout=settings.webhook_timeout,
         event=webhook.event,
         allowed_networks=settings.webhook_allowed_networks,
+        pools=pools,
     )
 
 
