@@ -16,6 +16,7 @@ import email.policy
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -427,7 +428,13 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            """A client that died with its connection open (a killed worker) is no error."""
+            if not isinstance(sys.exception(), ConnectionError):
+                super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
