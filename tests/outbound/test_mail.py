@@ -18,7 +18,7 @@ from leadsvc.outbound.mail import (
     redact,
 )
 from leadsvc.settings import Settings, SettingsError
-from tests.conftest import smtp_server
+from tests.servers import smtp_server
 
 
 def message(body: str, to: str = "person@example.com") -> EmailMessage:
