@@ -1,12 +1,9 @@
-"""Charts as SVG images (pygal, offline: no script, no CDN; the stacked bars drawn directly),
-drawn from the overview's figures."""
+"""Charts as SVG images (pygal, offline: no script, no CDN), drawn from the overview's figures."""
 
 from __future__ import annotations
 
 import pygal
 from pygal.style import Style
-
-from leadsvc.console.stacked_svg import stacked_bars_svg
 
 BRAND = Style(
     background="#ffffff",
@@ -34,9 +31,13 @@ def _config(**extra):
 
 
 def stacked_chart(title: str, labels: list[str], series: dict[str, list[int]]) -> bytes:
-    """Stacked bars over time (days or hours), one colour per series (see `stacked_svg`)."""
-    major = labels[:: max(len(labels) // 6, 1)]
-    return stacked_bars_svg(title, labels, series, major, BRAND.colors)
+    """Stacked bars over time (days or hours), one colour per series."""
+    chart = pygal.StackedBar(**_config(x_label_rotation=0, title=title))
+    chart.x_labels = labels
+    chart.x_labels_major = labels[:: max(len(labels) // 6, 1)]
+    for name, values in series.items():
+        chart.add(name, values)
+    return chart.render()
 
 
 def bounce_rate_chart(rows, days: int) -> bytes:
