@@ -38,6 +38,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """An aware time as the same instant in UTC (PostgreSQL takes offsets up to 15:59 only, ISO
+    8601 up to 23:59); one beyond the calendar's ends (year 1 or 9999) as its first or last
+    instant, which no stored time can pass."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
 class UTCDateTime(sa.TypeDecorator):
     """A timestamp that is always timezone-aware UTC in Python, whatever the database returns."""
 

@@ -70,10 +70,33 @@ class ErrorSchema(Schema):
     )
 
 
+def nullable_reference(converter, field, ret: dict) -> dict:
+    """An apispec attribute function: "this object or null" for a nullable nested schema.
+
+    For OpenAPI 3.0 apispec writes `anyOf: [{type: object, nullable: true}, {$ref}]`, whose first
+    branch lets any object through; the first branch is made null and nothing else."""
+    branches = ret.get("anyOf")
+    if not field.allow_none or not isinstance(branches, list):
+        return {}
+    return {
+        "anyOf": [
+            {"nullable": True, "enum": [None]}
+            if branch == {"type": "object", "nullable": True}
+            else branch
+            for branch in branches
+        ]
+    }
+
+
 class LeadsvcApi(Api):
-    """flask-smorest's Api with errors keyed by field (not by location) and pages for non-API."""
+    """flask-smorest's Api with errors keyed by field (not by location), pages for non-API, and
+    nullable nested schemas documented as that object or null."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None):
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)
 
     def handle_http_exception(self, error: HTTPException):
         page = _section_page(error)

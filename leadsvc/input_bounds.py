@@ -16,8 +16,10 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, current_app, request
-from marshmallow import fields
+from marshmallow import ValidationError, fields
 from werkzeug.exceptions import RequestEntityTooLarge
+
+from leadsvc.db import as_utc
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 CONTROL_MESSAGE = "Please remove control characters."
@@ -35,24 +37,66 @@ def without_controls(value: str | None, limit: int) -> str | None:
     return CONTROL_CHARACTERS.sub("", value)[:limit] or None
 
 
-class PlainText(fields.String):
-    """A string with no control characters (NUL, CR, LF, tab, ...), at most `max_length` long."""
+#: The OpenAPI patterns of `PlainText` (ECMA-262 and Python `re` read them alike): no control
+#: character anywhere, and for a field that may not be blank, at least one other than a space.
+#: Whitespace as Python's `str.strip()` and `\s` take it, spelled out: a validator or generator
+#: may read `\s` as ASCII only, or as another Unicode set.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_CONTROLS_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+SOME_TEXT_PATTERN = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{WHITESPACE}][^\x00-\x1f\x7f]*$"
+BLANK_MESSAGE = "Please fill this in."
 
-    def __init__(self, *, max_length: int = 200, **kwargs):
+
+def any_case(word: str) -> str:
+    """`word` as a pattern matching it in any case, without a flag (OpenAPI patterns have none)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+class PlainText(fields.String):
+    """A string with no control characters (NUL, CR, LF, tab, ...), at most `max_length` long.
+
+    `blank=False` refuses a value of nothing but spaces; `pattern` (with `pattern_error`) is a
+    shape the value must have besides, and must itself leave out control characters. The
+    OpenAPI document shows the same bounds (maxLength, minLength, pattern)."""
+
+    def __init__(
+        self,
+        *,
+        max_length: int = 200,
+        blank: bool = True,
+        pattern: str | None = None,
+        pattern_error: str | None = None,
+        **kwargs,
+    ):
         self.max_length = max_length
-        super().__init__(**kwargs)
+        self.blank = blank
+        self.pattern = re.compile(pattern) if pattern else None
+        self.pattern_error = pattern_error
+        documented = {
+            "maxLength": max_length,
+            "pattern": pattern or (NO_CONTROLS_PATTERN if blank else SOME_TEXT_PATTERN),
+        }
+        if not blank:
+            documented["minLength"] = 1
+        metadata = kwargs.pop("metadata", None) or {}
+        super().__init__(metadata={**documented, **metadata}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
         if CONTROL_CHARACTERS.search(text):
             raise self.make_error("controls")
+        if not self.blank and not text.strip():
+            raise self.make_error("blank")
         if len(text) > self.max_length:
             raise self.make_error("long")
+        if self.pattern is not None and self.pattern.search(text) is None:
+            raise ValidationError(self.pattern_error or self.error_messages["invalid"])
         return text
 
     default_error_messages = {
         **fields.String.default_error_messages,
         "controls": CONTROL_MESSAGE,
+        "blank": BLANK_MESSAGE,
         "long": "Please use at most {max_length} characters.",
     }
 
@@ -60,6 +104,17 @@ class PlainText(fields.String):
         if key == "long":
             kwargs.setdefault("max_length", self.max_length)
         return super().make_error(key, **kwargs)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 date and time with its offset (any RFC 3339 allows), loaded as the same
+    instant in UTC: the database need not take the offset, nor the calendar pass its ends."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=None, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return as_utc(super()._deserialize(value, attr, data, **kwargs))
 
 
 def _too_large(_error: RequestEntityTooLarge):

@@ -11,6 +11,9 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+#: What the pager's cursors are made of (URL-safe base64 and dots); an OpenAPI pattern.
+CURSOR_SHAPE = r"^[A-Za-z0-9_.-]*$"
+
 
 class CursorError(ValueError):
     """The cursor was not issued for this request."""

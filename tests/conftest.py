@@ -8,16 +8,11 @@ reason shown, on a developer machine without it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import email
-import email.policy
 import os
 import shutil
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +30,14 @@ from leadsvc.geo.directory import ZipDirectory, store_zip_directory
 from leadsvc.geo.source import read_zip_rows
 from leadsvc.settings import Settings
 from tests.factories import TEST_WEBHOOK_NETWORKS
+from tests.servers import (
+    SmtpSink,
+    WebhookReceiver,
+    smtp_server,
+    webhook_server,
+)
+from tests.servers import free_port as free_port  # re-exported, as the next one
+from tests.servers import wait_until as wait_until
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -273,143 +276,13 @@ def redis(redis_url):
     client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-class Stall:
-    """Holds the SMTP server at one step of one conversation until released."""
-
-    def __init__(self):
-        self.reached = threading.Event()
-        self.released = threading.Event()
-
-    def release(self) -> None:
-        self.released.set()
-
-
-class SmtpSink:
-    """aiosmtpd's handler: keeps every accepted message; can stall at RCPT or after DATA."""
-
-    def __init__(self):
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.reject_codes: list[str] = []  # replies to the next DATA commands, e.g. "451 later"
-        self.stalls: dict[str, Stall] = {}
-        self._lock = threading.Lock()
-        self.url = ""
-
-    def stall(self, step: str) -> Stall:
-        """Stall the next conversation at `step`: "rcpt" (before accepting) or "data" (after)."""
-        self.stalls[step] = Stall()
-        return self.stalls[step]
-
-    async def _hold(self, step: str) -> None:
-        stall = self.stalls.pop(step, None)
-        if stall is not None:
-            stall.reached.set()
-            while not stall.released.is_set():
-                await asyncio.sleep(0.02)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        await self._hold("rcpt")
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self._lock:
-            if self.reject_codes:
-                return self.reject_codes.pop(0)
-            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        await self._hold("data")
-        return "250 Message accepted"
-
-    def messages(self) -> list:
-        """The accepted messages, parsed (`email.message.EmailMessage`), in arrival order."""
-        with self._lock:
-            received = list(self.received)
-        return [
-            email.message_from_bytes(data, policy=email.policy.default) for _, _, data in received
-        ]
-
-    def wait_for(self, count: int, timeout: float = 15) -> list:
-        wait_until(lambda: len(self.received) >= count, timeout, f"{count} emails")
-        return self.messages()
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
     """A real SMTP server (aiosmtpd) on a free loopback port; `smtp.url` is its SMTP_URL."""
-    from aiosmtpd.controller import Controller
-
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
-    controller.start()
-    sink.url = f"smtp://127.0.0.1:{port}"
-    yield sink
-    for stall in list(sink.stalls.values()):
-        stall.release()
-    controller.stop()
-
-
-class WebhookReceiver:
-    """A real HTTP server that records every request; answers the `statuses` queue, then 200."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.statuses: list[int] = []
-        self.delay = 0.0
-        self._lock = threading.Lock()
-        self.url = ""
-
-    def wait_for(self, count: int, timeout: float = 15) -> list[dict]:
-        wait_until(lambda: len(self.requests) >= count, timeout, f"{count} webhook requests")
-        with self._lock:
-            return list(self.requests)
+    yield from smtp_server()
 
 
 @pytest.fixture
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     """A real HTTP receiver for dealer webhooks on a free loopback port (`/hook`)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    receiver = WebhookReceiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with receiver._lock:
-                receiver.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": body}
-                )
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-            time.sleep(receiver.delay)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
-    yield receiver
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    yield from webhook_server()

@@ -70,4 +70,4 @@ def test_upgrade_is_a_no_op_at_head(empty_database):
     upgrade_schema(empty_database)
     with empty_database.connect() as connection:
         head = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert head == "0016"
+    assert head == "0018"

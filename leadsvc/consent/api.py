@@ -25,6 +25,7 @@ blp = Blueprint(
     description="Consent log export, subject access and erasure (compliance keys)",
 )
 MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+FROM_AFTER_TO = "from must not be after to"
 EXPORT_CONTENT = {media: {"schema": {"type": "string"}} for media in MEDIA.values()}
 
 
@@ -33,6 +34,10 @@ class When(fields.String):
     same as the `leadsvc export consent` command takes)."""
 
     default_error_messages = {"invalid": "Not a valid ISO 8601 date or date and time."}
+
+    def __init__(self, **kwargs):
+        metadata = {"anyOf": [{"format": "date"}, {"format": "date-time"}]}
+        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -51,22 +56,25 @@ class ExportQuerySchema(Schema):
     end = When(
         data_key="to",
         load_default=None,
-        metadata={"description": "Events before (a date or date and time; default: now)"},
+        metadata={
+            "description": "Events before (a date or date and time; default: now); not before "
+            "from (the same time as from: an empty range)"
+        },
     )
     format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))
 
     @validates_schema
     def _ordered(self, data, **kwargs):
-        if data.get("start") and data.get("end") and data["start"] >= data["end"]:
-            raise ValidationError("from must be before to", "from")
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise ValidationError(FROM_AFTER_TO, "from")
 
 
 class SubjectQuerySchema(Schema):
-    email = PlainText(required=True, max_length=320)
+    email = PlainText(required=True, max_length=320, blank=False)
 
 
 class ErasureSchema(Schema):
-    email = PlainText(required=True, max_length=320)
+    email = PlainText(required=True, max_length=320, blank=False)
 
 
 class ErasureReplySchema(Schema):
@@ -105,7 +113,7 @@ class ConsentEvents(MethodView):
             }
         }
     )
-    @blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
+    @blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters, or from after to")
     @keyed(blp)
     def get(self, query):
         """Every consent event in the range, streamed (each export is audited)"""
@@ -125,7 +133,7 @@ class Subjects(MethodView):
     @requires("compliance")
     @blp.arguments(SubjectQuerySchema, location="query")
     @blp.response(200, description="Everything held about the person (a data access request)")
-    @blp.alt_response(422, schema=ErrorSchema, description="No email given")
+    @blp.alt_response(422, schema=ErrorSchema, description="No email given, or a blank one")
     @keyed(blp)
     def get(self, query):
         """Everything held about one person: lead, consent history, emails, dealers notified"""
@@ -137,7 +145,7 @@ class Erasures(MethodView):
     @requires("compliance")
     @blp.arguments(ErasureSchema)
     @blp.response(200, ErasureReplySchema)
-    @blp.alt_response(422, schema=ErrorSchema, description="No email given")
+    @blp.alt_response(422, schema=ErrorSchema, description="No email given, or a blank one")
     @keyed(blp)
     def post(self, body):
         """Erase a person (idempotent): personal fields removed, consent kept under a keyed hash"""

@@ -69,20 +69,45 @@ def _campaign():
     )
 
 
+def _campaign_counts(session: Session, days: int) -> tuple[date, dict[tuple[date, str], int]]:
+    """The first day, and new people of each (day, campaign) of the last `days` days."""
+    since, campaign = _first_day(days), _campaign()
+    day = _utc_day(session, Lead.created_at)
+    counts: dict[tuple[date, str], int] = {}
+    for value, name, count in session.execute(
+        sa.select(day, campaign, sa.func.count())
+        .where(Lead.created_at >= since)
+        .group_by(day, campaign)
+    ):
+        counts[_day(value), name] = counts.get((_day(value), name), 0) + count
+    return since.date(), counts
+
+
+def _by_campaign(counts: dict[tuple[date, str], int]) -> list[tuple[str, int]]:
+    """Campaigns with their totals, most first (then by name)."""
+    totals: dict[str, int] = {}
+    for (_, name), count in counts.items():
+        totals[name] = totals.get(name, 0) + count
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _per_day(first: date, counts, days: int, top: int):
+    ranked = [name for name, _ in _by_campaign(counts)]
+    shown, rest = ranked[:top], set(ranked[top:])
+    columns = shown + (["other"] if rest else [])
+    rows = []
+    for offset in range(days):
+        on = first + timedelta(days=offset)
+        values = [counts.get((on, name), 0) for name in shown]
+        if rest:
+            values.append(sum(counts.get((on, name), 0) for name in rest))
+        rows.append((on, values))
+    return columns, rows
+
+
 def signups_by_campaign(session: Session, days: int, limit: int = 10) -> list[tuple[str, int]]:
     """New people of the last `days` days by UTM campaign (else source), most first."""
-    since = _first_day(days)
-    campaign = _campaign()
-    return [
-        (name, count)
-        for name, count in session.execute(
-            sa.select(campaign, sa.func.count())
-            .where(Lead.created_at >= since)
-            .group_by(campaign)
-            .order_by(sa.func.count().desc())
-            .limit(limit)
-        )
-    ]
+    return _by_campaign(_campaign_counts(session, days)[1])[:limit]
 
 
 def campaigns_per_day(
@@ -90,28 +115,15 @@ def campaigns_per_day(
 ) -> tuple[list[str], list[tuple[date, list[int]]]]:
     """New people per day by campaign: the `top` campaigns of the period by name, the rest as
     "other"; returns the names and, for each day oldest first, the counts in that order."""
-    since, campaign = _first_day(days), _campaign()
-    day = _utc_day(session, Lead.created_at)
-    counts: dict[tuple[date, str], int] = {}
-    totals: dict[str, int] = {}
-    for value, name, count in session.execute(
-        sa.select(day, campaign, sa.func.count())
-        .where(Lead.created_at >= since)
-        .group_by(day, campaign)
-    ):
-        counts[_day(value), name] = counts.get((_day(value), name), 0) + count
-        totals[name] = totals.get(name, 0) + count
-    names = sorted(totals, key=lambda name: (-totals[name], name))
-    shown, rest = names[:top], set(names[top:])
-    columns = shown + (["other"] if rest else [])
-    rows = []
-    for offset in range(days):
-        on = since.date() + timedelta(days=offset)
-        values = [counts.get((on, name), 0) for name in shown]
-        if rest:
-            values.append(sum(counts.get((on, name), 0) for name in rest))
-        rows.append((on, values))
-    return columns, rows
+    first, counts = _campaign_counts(session, days)
+    return _per_day(first, counts, days, top)
+
+
+def campaign_figures(session: Session, days: int, top: int = 5, limit: int = 10):
+    """`signups_by_campaign` and `campaigns_per_day` from one pass over the period's leads:
+    (by campaign, (names, rows))."""
+    first, counts = _campaign_counts(session, days)
+    return _by_campaign(counts)[:limit], _per_day(first, counts, days, top)
 
 
 def lead_counts(session: Session) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:

@@ -82,19 +82,21 @@ class ConsentSeal(Base):
 
 
 class ConsentVerification(Base):
-    """One run of the ledger verification (`leadsvc consent verify` or the console): its result."""
+    """One run of the ledger verification (`leadsvc consent verify` or the console): its result.
+    A run asked for in the console and not finished yet has no `finished_at` nor result."""
 
     __tablename__ = "consent_verifications"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: "cli" or "console:<staff email>".
     actor: Mapped[str] = mapped_column(sa.String(260))
+    #: When it was asked for (the console) or started (the command line).
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ok: Mapped[bool] = mapped_column(sa.Boolean)
-    seals: Mapped[int] = mapped_column(sa.Integer)
-    events: Mapped[int] = mapped_column(sa.BigInteger)
-    unsealed: Mapped[int] = mapped_column(sa.BigInteger)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ok: Mapped[bool | None] = mapped_column(sa.Boolean)
+    seals: Mapped[int | None] = mapped_column(sa.Integer)
+    events: Mapped[int | None] = mapped_column(sa.BigInteger)
+    unsealed: Mapped[int | None] = mapped_column(sa.BigInteger)
     problem: Mapped[str | None] = mapped_column(sa.String(500))
 
 

@@ -10,7 +10,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from leadsvc.consent.models import ConsentEvent, ConsentText
-from leadsvc.db import utcnow
+from leadsvc.db import as_utc, utcnow
 from leadsvc.request_context import ConsentContext
 
 
@@ -158,6 +158,7 @@ def publish_text(session: Session, text: str) -> ConsentText:
 
 def parse_when(value: str) -> datetime:
     """An ISO 8601 date or date and time as the export's bounds take it: a plain date is its
-    midnight, and a time without an offset is UTC. ValueError for anything else."""
+    midnight, and a time without an offset is UTC; the result is in UTC. ValueError for
+    anything else."""
     parsed = datetime.fromisoformat(value.strip())
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(parsed) if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -36,7 +36,7 @@ def signups_by_outcome(days: int):
 def overview():
     """The figures, each as a chart and as a table."""
     days = _days()
-    names, campaign_days = figures.campaigns_per_day(db.session, days)
+    campaigns, (names, campaign_days) = figures.campaign_figures(db.session, days)
     consent, dealers = figures.lead_counts(db.session)
     return render_template(
         "console/overview.html",
@@ -44,7 +44,7 @@ def overview():
         days=days,
         periods=PERIODS,
         signups=signups_by_outcome(days),
-        campaigns=figures.signups_by_campaign(db.session, days),
+        campaigns=campaigns,
         campaign_names=names,
         campaign_rows=[[day, *values] for day, values in campaign_days],
         jobs_rows=[

@@ -8,9 +8,15 @@ from flask import Response, flash, redirect, render_template, request, stream_wi
 from flask_login import current_user
 
 from leadsvc.consent.export import stream_export
+from leadsvc.consent.figures import last_seal
+from leadsvc.consent.jobs import start_verification
 from leadsvc.consent.service import list_texts, publish_text
 from leadsvc.consent.subjects import erase_subject, lookup_subject
-from leadsvc.consent.verifications import run_verification
+from leadsvc.consent.verifications import (
+    last_verification,
+    pending_verification,
+    request_verification,
+)
 from leadsvc.console.access import audit, roles
 from leadsvc.console.forms import ConsentTextForm, EmptyForm, ErasureForm, ExportForm, LookupForm
 from leadsvc.console.frame import blp
@@ -126,10 +132,29 @@ def export():
 @blp.route("/ledger", methods=["GET", "POST"])
 @roles("compliance")
 def ledger():
-    """Run the consent ledger's verification and show its result."""
+    """The ledger's last seal and verification; a new verification starts as a job."""
     form = EmptyForm()
-    report = None
     if form.validate_on_submit():
-        report = run_verification(db.session, f"console:{current_user.email}")
-        audit("ledger.verify", None, {"ok": report.ok, "seals": report.seals})
-    return render_template("console/ledger.html", section="ledger", form=form, report=report)
+        run, created = request_verification(db.session, f"console:{current_user.email}")
+        if not created:
+            flash("A verification is already running; its result will show here.", "failure")
+        elif start_verification(db.session, run):
+            audit("ledger.verify", f"run {run.id}")
+            flash(
+                "The verification has started. Its result will show here when it is done.",
+                "success",
+            )
+        else:
+            flash(
+                "The verification could not be started. Please try again in a few minutes.",
+                "failure",
+            )
+        return redirect(url_for("console.ledger"), code=303)
+    return render_template(
+        "console/ledger.html",
+        section="ledger",
+        form=form,
+        seal=last_seal(db.session),
+        last=last_verification(db.session),
+        pending=pending_verification(db.session),
+    )

@@ -16,6 +16,7 @@ from flask_smorest import Blueprint, abort
 from leadsvc.auth import current_principal, keyed, requires
 from leadsvc.dealers import directory, leads
 from leadsvc.dealers.adf import adf_document
+from leadsvc.dealers.dealer_rows import CODE_SHAPE
 from leadsvc.dealers.formats import leads_csv
 from leadsvc.dealers.models import Dealer
 from leadsvc.dealers.schemas import (
@@ -55,6 +56,13 @@ MEDIA_TYPES = {"csv": "text/csv", "adf": "application/xml", "json": "application
 _NEXT = {
     "X-Next-Cursor": {"schema": {"type": "string"}, "description": "The next page's cursor"},
     "Link": {"schema": {"type": "string"}, "description": 'The next page, rel="next"'},
+}
+#: The `{code}` path parameter, with the shape of a dealer code.
+CODE_PARAMETER = {
+    "in": "path",
+    "name": "code",
+    "required": True,
+    "schema": {"type": "string", "pattern": CODE_SHAPE},
 }
 FEED_FORMATS_DOC = {
     "200": {
@@ -198,6 +206,7 @@ class AdminDealer(MethodView):
     @admin_blp.arguments(DealerUpsertSchema)
     @admin_blp.response(200, ImportReplySchema)
     @admin_blp.alt_response(422, schema=ErrorSchema, description="Invalid dealer; nothing changed")
+    @admin_blp.doc(parameters=[CODE_PARAMETER])
     @keyed(admin_blp)
     def put(self, body, code: str):
         """Create or update one dealer by code (validated as the CSV import validates)"""
@@ -214,6 +223,7 @@ class AdminDealerDeactivate(MethodView):
     @requires("admin")
     @admin_blp.response(200, DealerSchema)
     @admin_blp.alt_response(404, schema=ErrorSchema, description="No such dealer")
+    @admin_blp.doc(parameters=[CODE_PARAMETER])
     @keyed(admin_blp)
     def post(self, code: str):
         """Deactivate a dealer; its unacknowledged leads move to their next dealer"""
@@ -229,7 +239,9 @@ class AdminTerritories(MethodView):
     @requires("admin")
     @admin_blp.arguments(TerritoriesSchema)
     @admin_blp.response(200, ImportReplySchema)
-    @admin_blp.alt_response(422, schema=ErrorSchema, description="Invalid rows; nothing changed")
+    @admin_blp.alt_response(
+        422, schema=ErrorSchema, description="Invalid rows (reasons by line); nothing changed"
+    )
     @keyed(admin_blp)
     def post(self, body):
         """Assign ZIPs to dealers (territory overrides); all rows are checked first"""
@@ -256,6 +268,7 @@ class AdminUnassigned(MethodView):
     @admin_blp.arguments(PageQuerySchema, location="query")
     @admin_blp.response(200, LeadPageSchema)
     @admin_blp.alt_response(400, schema=ErrorSchema, description="A cursor not issued for this")
+    @admin_blp.alt_response(422, schema=ErrorSchema, description="Bad query parameters")
     @keyed(admin_blp)
     def get(self, query):
         """The unassigned pool: leads no dealer receives (e.g. military ZIPs)"""
@@ -273,7 +286,9 @@ class AdminLeadDealer(MethodView):
     @admin_blp.arguments(ReassignSchema)
     @admin_blp.response(200, DealerLeadSchema)
     @admin_blp.alt_response(404, schema=ErrorSchema, description="No such lead")
-    @admin_blp.alt_response(422, schema=ErrorSchema, description="No such active dealer")
+    @admin_blp.alt_response(
+        422, schema=ErrorSchema, description="No active dealer with that code, or a bad body"
+    )
     @keyed(admin_blp)
     def put(self, body, lead_id: int):
         """Reassign a lead to a dealer (or to the unassigned pool with null); the move is kept"""

@@ -5,16 +5,38 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from leadsvc.dealers.opening_hours import parse_opening_hours
 from leadsvc.geo.directory import parse_zip
 from leadsvc.geo.source import STATE_NAMES
+from leadsvc.input_bounds import WHITESPACE
 from leadsvc.leads.email_address import EmailChecker, InvalidEmail
 from leadsvc.webhook_targets import Network, RefusedTarget, check_webhook_url
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
+_WEBHOOK_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+
+# The shapes these checks accept, as OpenAPI patterns (ECMA-262; Python's `re` reads them alike).
+#: A dealer code in either case (codes are kept in upper case).
+CODE_SHAPE = r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"
+#: A phone number: the characters `_PHONE` allows, with at least 10 digits (and, narrower than
+#: the check, at most two separators before each of the first ten: a pattern that leaves
+#: lengths open costs a generator seconds to fit under maxLength).
+PHONE_SHAPE = r"^\+?(?:[ ().-]{0,2}[0-9]){10}[0-9 ().-]{0,8}$"
+#: An http(s) URL without spaces or control characters, or nothing (no webhook).
+WEBHOOK_URL_SHAPE = (
+    rf"^(?:https?://[^{WHITESPACE}\x00-\x1f\x7f/$.?#][^{WHITESPACE}\x00-\x1f\x7f]*)?$"
+)
+_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
+_DAYS = f"{_DAY}(?:-{_DAY})?(?: *, *{_DAY}(?:-{_DAY})?)*"
+_TIME = "(?:[01]?[0-9]|2[0-3]):[0-5][0-9]|24:00"
+_GROUP = f"{_DAYS} +(?:{_TIME})-(?:{_TIME})"
+#: `leadsvc.dealers.opening_hours` groups (in lower case) separated by `;`, or nothing.
+OPENING_HOURS_SHAPE = f"^(?: *{_GROUP} *(?:; *{_GROUP} *)*)?$"
+#: The IANA zones this machine knows.
+TIME_ZONES = sorted(available_timezones())
 
 
 def _coordinate(raw: str, low: float, high: float, name: str) -> float:
@@ -89,7 +111,7 @@ def _dealer_webhook(
     webhook_url = row.get("webhook_url") or None
     webhook_secret = row.get("webhook_secret") or None
     if webhook_url:
-        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", webhook_url) or len(webhook_url) > 2048:
+        if not _WEBHOOK_URL.match(webhook_url) or len(webhook_url) > 2048:
             raise ValueError(f"webhook_url {webhook_url!r} is not an http(s) URL")
         try:
             check_webhook_url(webhook_url, allowed)

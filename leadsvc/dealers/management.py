@@ -120,14 +120,11 @@ def deactivation_preview(session: Session, code: str) -> DeactivationPreview:
     dealer = dealer_by_code(session, code)
     if dealer is None:
         raise LookupError(f"no dealer with code {code.upper()}")
-    zips = Counter(
-        session.scalars(
-            sa.select(Lead.zip5).where(Lead.dealer_id == dealer.id, Lead.acknowledged_at.is_(None))
-        )
-    )
+    moving = sa.select(Lead.zip5).where(Lead.dealer_id == dealer.id, Lead.acknowledged_at.is_(None))
+    zips = Counter(session.scalars(moving))
     if not zips:
         return DeactivationPreview(dealer.code, 0, [])
-    routes = compute_routes(session, excluding=dealer.id)
+    routes = compute_routes(session, excluding=dealer.id, only=moving.distinct())
     by_dealer: Counter[int | None] = Counter()
     for zip5, count in zips.items():
         route = routes.get(zip5) if zip5 else None

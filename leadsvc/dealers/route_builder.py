@@ -91,17 +91,15 @@ def _active_dealers(session: Session, excluding: int | None = None) -> Sequence[
     return session.execute(query.order_by(Dealer.code)).all()
 
 
-def _mapped_zip_centres(session: Session) -> dict[str, tuple[float, float]]:
-    """Each ZIP with a map position, in ZIP order, and its (latitude, longitude)."""
-    zips = (
-        session.connection()
-        .execute(
-            sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude)
-            .where(ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None))
-            .order_by(ZipCode.zip5)
-        )
-        .all()
+def _mapped_zip_centres(session: Session, only=None) -> dict[str, tuple[float, float]]:
+    """Each ZIP with a map position (of `only`, a query of ZIPs, if given), in ZIP order, and
+    its (latitude, longitude)."""
+    query = sa.select(ZipCode.zip5, ZipCode.latitude, ZipCode.longitude).where(
+        ZipCode.latitude.is_not(None), ZipCode.longitude.is_not(None)
     )
+    if only is not None:
+        query = query.where(ZipCode.zip5.in_(only))
+    zips = session.connection().execute(query.order_by(ZipCode.zip5)).all()
     return {zip5: (lat, lon) for zip5, lat, lon in zips}
 
 
@@ -122,19 +120,23 @@ def _nearest_dealer_routes(
 
 
 def _territory_routes(
-    session: Session, dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]]
+    session: Session, dealers: Sequence[sa.Row], centre: dict[str, tuple[float, float]], only=None
 ) -> dict[str, Route]:
-    """Route each territory ZIP of one of `dealers` to that dealer (km is None without centre)."""
+    """Route each territory ZIP (of `only`, if given) of one of `dealers` to that dealer (km is
+    None without centre)."""
     import numpy as np
 
     from leadsvc.geo.distance import haversine_pairs_km
 
     by_id = {d.id: (d.latitude, d.longitude) for d in dealers}
-    territories = session.execute(
+    query = (
         sa.select(Territory.zip5, Territory.dealer_id)
         .join(Dealer, Dealer.id == Territory.dealer_id)
         .where(Dealer.active)
-    ).all()
+    )
+    if only is not None:
+        query = query.where(Territory.zip5.in_(only))
+    territories = session.execute(query).all()
     routes: dict[str, Route] = {}
     for zip5, dealer_id in territories:
         if dealer_id not in by_id:  # the dealer a preview leaves out
@@ -168,20 +170,24 @@ def _route_max_km() -> float | None:
     return current_app.config["LEADSVC_SETTINGS"].route_max_km
 
 
-def compute_routes(session: Session, *, excluding: int | None = None) -> dict[str, Route]:
-    """Each routed ZIP's route from the active dealers (less `excluding`) and territories.
+def compute_routes(
+    session: Session, *, excluding: int | None = None, only=None
+) -> dict[str, Route]:
+    """Each routed ZIP's route from the active dealers (less `excluding`) and territories; of
+    the ZIPs `only` selects (a query of ZIP codes), if given, else of every ZIP.
 
-    Writes nothing: `rebuild_routes` stores the result, a deactivation preview only reads it.
+    Writes nothing: `rebuild_routes` stores the result, a deactivation preview only reads it
+    (for the ZIPs of the leads that would move: a page, not a rebuild).
     """
     dealers = _active_dealers(session, excluding)
     if not dealers:
         return {}
-    centre = _mapped_zip_centres(session)
-    routes = _nearest_dealer_routes(dealers, centre)
+    centre = _mapped_zip_centres(session, only)
+    routes = _nearest_dealer_routes(dealers, centre) if centre else {}
     limit = _route_max_km()
     if limit is not None:  # beyond it from every dealer: the unassigned pool
         routes = {z: r for z, r in routes.items() if r[2] is None or r[2] <= limit}
-    routes.update(_territory_routes(session, dealers, centre))
+    routes.update(_territory_routes(session, dealers, centre, only))
     return routes
 
 

@@ -1,9 +1,27 @@
-"""Schemas of the dealer and admin APIs."""
+"""Schemas of the dealer and admin APIs.
+
+The dealer fields are checked by `leadsvc.dealers.dealer_rows` (one set of checks for the CSV
+import, this API and the console; its reasons come back per row); the OpenAPI document shows the
+same shapes, taken from there, so a request the document allows fails only on what a schema
+cannot say: a ZIP that is well-formed but not real, a code no dealer has, or fields that must go
+together.
+"""
 
 from marshmallow import Schema, fields, validate
 
+from leadsvc.dealers.dealer_rows import (
+    CODE_SHAPE,
+    OPENING_HOURS_SHAPE,
+    PHONE_SHAPE,
+    TIME_ZONES,
+    WEBHOOK_URL_SHAPE,
+)
 from leadsvc.dealers.leads import MAX_PAGE
-from leadsvc.input_bounds import PlainText
+from leadsvc.geo.directory import ZIP_SHAPE
+from leadsvc.geo.source import STATE_NAMES
+from leadsvc.input_bounds import PlainText, UtcDateTime
+from leadsvc.leads.email_address import EMAIL_SHAPE
+from leadsvc.pagination import CURSOR_SHAPE
 
 FORMATS = ("json", "csv", "adf")
 #: Ids are 64-bit in both databases.
@@ -11,11 +29,17 @@ MAX_ID = 2**63 - 1
 
 
 class FeedQuerySchema(Schema):
-    cursor = PlainText(max_length=500, metadata={"description": "next_cursor of the previous page"})
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
-    since = fields.AwareDateTime(
-        default_timezone=None, metadata={"description": "Only leads created at or after this time"}
+    cursor = PlainText(
+        max_length=500,
+        pattern=CURSOR_SHAPE,
+        pattern_error="This cursor is not valid.",
+        metadata={
+            "description": "next_cursor of the previous page; a cursor issued for another dealer,"
+            " other filters or another format is answered 400"
+        },
     )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+    since = UtcDateTime(metadata={"description": "Only leads created at or after this time"})
     status = fields.String(
         load_default="new",
         validate=validate.OneOf(["new", "all"]),
@@ -84,7 +108,12 @@ class AckReplySchema(Schema):
 
 
 class PageQuerySchema(Schema):
-    cursor = PlainText(max_length=500)
+    cursor = PlainText(
+        max_length=500,
+        pattern=CURSOR_SHAPE,
+        pattern_error="This cursor is not valid.",
+        metadata={"description": "next_cursor of the previous page (else 400)"},
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
 
 
@@ -120,30 +149,69 @@ class DealerListSchema(Schema):
     dealers = fields.List(fields.Nested(DealerSchema))
 
 
+def _shaped(pattern: str, description: str | None = None, **kwargs) -> dict:
+    """Field metadata: the shape `dealer_rows` checks, shown in the OpenAPI document."""
+    return {"pattern": pattern, **({"description": description} if description else {}), **kwargs}
+
+
 class DealerUpsertSchema(Schema):
     """A dealer as the import file has it (all values as text; the import validates them)."""
 
-    name = PlainText(required=True, max_length=120)
-    street = PlainText(required=True)
-    city = PlainText(required=True, max_length=100)
-    state = PlainText(required=True, max_length=2)
-    zip = PlainText(required=True, max_length=10)
-    phone = PlainText(required=True, max_length=32)
-    lead_email = PlainText(required=True, max_length=254)
-    webhook_url = PlainText(load_default="", max_length=2048)
-    webhook_secret = PlainText(load_default="", load_only=True)
-    latitude = fields.Float(load_default=None, allow_none=True)
-    longitude = fields.Float(load_default=None, allow_none=True)
+    name = PlainText(required=True, max_length=120, metadata={"minLength": 1})
+    street = PlainText(required=True, metadata={"minLength": 1})
+    city = PlainText(required=True, max_length=100, metadata={"minLength": 1})
+    state = PlainText(required=True, max_length=2, metadata={"enum": sorted(STATE_NAMES)})
+    zip = PlainText(required=True, max_length=10, metadata=_shaped(ZIP_SHAPE, "A real US ZIP code"))
+    phone = PlainText(
+        required=True,
+        max_length=32,
+        metadata=_shaped(PHONE_SHAPE, "At least 10 digits", maxLength=31),
+    )
+    lead_email = PlainText(required=True, max_length=254, metadata=EMAIL_SHAPE)
+    webhook_url = PlainText(
+        load_default="",
+        max_length=2048,
+        metadata=_shaped(
+            WEBHOOK_URL_SHAPE,
+            "http(s) URL of a public address (or of WEBHOOK_ALLOWED_NETWORKS); needs "
+            "webhook_secret",
+        ),
+    )
+    webhook_secret = PlainText(
+        load_default="",
+        load_only=True,
+        metadata={"description": "At least 16 characters; given with webhook_url only"},
+    )
+    latitude = fields.Float(
+        load_default=None,
+        allow_none=True,
+        metadata={"minimum": -90, "maximum": 90, "description": "Given with longitude"},
+    )
+    longitude = fields.Float(
+        load_default=None,
+        allow_none=True,
+        metadata={"minimum": -180, "maximum": 180, "description": "Given with latitude"},
+    )
     response_hours = fields.Float(
-        load_default=None, allow_none=True, metadata={"description": "Hours to answer a lead"}
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Hours to answer a lead", "minimum": 0.01, "maximum": 8760},
     )
     opening_hours = PlainText(
         load_default="",
         max_length=200,
-        metadata={"description": "e.g. mon-fri 09:00-18:00; sat 09:00-17:00"},
+        metadata=_shaped(
+            OPENING_HOURS_SHAPE,
+            "e.g. mon-fri 09:00-18:00; sat 09:00-17:00 (each range closes after it opens)",
+        ),
     )
     time_zone = PlainText(
-        load_default="", max_length=64, metadata={"description": "IANA zone, e.g. America/Chicago"}
+        load_default="",
+        max_length=64,
+        metadata={
+            "description": "IANA zone, e.g. America/Chicago; empty: from the state",
+            "enum": ["", *TIME_ZONES],
+        },
     )
 
 
@@ -161,8 +229,12 @@ class ImportReplySchema(Schema):
 
 
 class TerritorySchema(Schema):
-    zip = PlainText(required=True, max_length=10)
-    dealer_code = PlainText(required=True, max_length=16)
+    zip = PlainText(
+        required=True, max_length=10, metadata=_shaped(ZIP_SHAPE, "A real US ZIP code, once")
+    )
+    dealer_code = PlainText(
+        required=True, max_length=16, metadata=_shaped(CODE_SHAPE, "An existing dealer's code")
+    )
     reassign_overdue = fields.Boolean(
         load_default=False,
         metadata={"description": "Move this ZIP's leads on when the dealer misses its target"},
@@ -180,5 +252,5 @@ class ReassignSchema(Schema):
         max_length=16,
         required=True,
         allow_none=True,
-        metadata={"description": "null: back to the unassigned pool"},
+        metadata=_shaped(CODE_SHAPE, "An active dealer's code; null: back to the unassigned pool"),
     )

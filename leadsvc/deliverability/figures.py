@@ -81,7 +81,9 @@ def bounce_rate_per_day(session: Session, days: int) -> list[DayRate]:
         session.execute(
             sa.select(sent_day, sa.func.count(sa.distinct(OutboxMessage.id)))
             .join(BounceEvent, BounceEvent.outbox_id == OutboxMessage.id)
+            # A bounce comes back after its email was sent: the recent ones only.
             .where(sent_today, emails, BounceEvent.kind.in_((HARD, SOFT)))
+            .where(BounceEvent.received_at >= since)
             .group_by(sent_day)
         ).all()
     )

@@ -36,40 +36,66 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 3600, 2)
 
 
-def dealer_figures(
-    session: Session, dealer_ids: list[int] | None = None, since: datetime | None = None
-) -> dict[int, dict]:
-    """Each dealer's figures over the turns it started (since `since`), by dealer id."""
-    query = sa.select(
-        FollowUp.dealer_id,
-        FollowUp.state,
-        FollowUp.via,
-        FollowUp.reminded_at.is_not(None),
-        FollowUp.answer_seconds,
-        FollowUp.target_hours,
-    )
+def _scope(query, dealer_ids: list[int] | None, since: datetime | None):
     if dealer_ids is not None:
         query = query.where(FollowUp.dealer_id.in_(dealer_ids))
     if since is not None:
         query = query.where(FollowUp.started_at >= since)
-    counts: dict[int, dict] = defaultdict(lambda: dict.fromkeys(FIGURES, 0))
+    return query
+
+
+_ANSWERED = (FollowUp.state == ANSWERED) & FollowUp.answer_seconds.is_not(None)
+
+
+def _sqlite_percentiles(session: Session, dealer_ids, since) -> dict[int, tuple]:
+    """(median, 90th percentile) of each dealer's answer seconds (SQLite has no
+    `percentile_disc`: the answered turns' seconds come back)."""
     answers: dict[int, list[float]] = defaultdict(list)
-    for dealer_id, state, via, reminded, seconds, target in session.execute(query):
-        figures = counts[dealer_id]
-        figures["received"] += 1
-        figures["received_by_reassignment"] += via == "reassignment"
-        figures["reminded"] += bool(reminded)
-        figures["moved_away"] += state == MOVED
-        if state == ANSWERED and seconds is not None:
-            figures["answered"] += 1
-            figures["answered_within_target"] += seconds <= target * 3600
-            answers[dealer_id].append(seconds)
-    for dealer_id in dealer_ids or []:
-        counts[dealer_id]  # a dealer with no lead yet has zeros
-    for dealer_id, figures in counts.items():
-        figures["median_answer_hours"] = _hours(percentile(answers[dealer_id], 0.5))
-        figures["p90_answer_hours"] = _hours(percentile(answers[dealer_id], 0.9))
-    return dict(counts)
+    query = sa.select(FollowUp.dealer_id, FollowUp.answer_seconds).where(_ANSWERED)
+    for dealer_id, seconds in session.execute(_scope(query, dealer_ids, since)):
+        answers[dealer_id].append(seconds)
+    return {d: (percentile(v, 0.5), percentile(v, 0.9)) for d, v in answers.items()}
+
+
+def dealer_figures(
+    session: Session, dealer_ids: list[int] | None = None, since: datetime | None = None
+) -> dict[int, dict]:
+    """Each dealer's figures over the turns it started (since `since`), by dealer id: counted
+    by the database, a row per dealer (not a row per turn). The percentiles are the nearest
+    rank, which is what PostgreSQL's `percentile_disc` computes."""
+    count = sa.func.count
+    columns = [
+        count(),
+        count().filter(FollowUp.via == "reassignment"),
+        count().filter(FollowUp.reminded_at.is_not(None)),
+        count().filter(FollowUp.state == MOVED),
+        count().filter(_ANSWERED),
+        count().filter(_ANSWERED & (FollowUp.answer_seconds <= FollowUp.target_hours * 3600)),
+    ]
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    if on_postgresql:
+        columns += [
+            sa.func.percentile_disc(share).within_group(FollowUp.answer_seconds).filter(_ANSWERED)
+            for share in (0.5, 0.9)
+        ]
+    query = _scope(sa.select(FollowUp.dealer_id, *columns), dealer_ids, since)
+    rows = {row[0]: row[1:] for row in session.execute(query.group_by(FollowUp.dealer_id))}
+    percentiles = {} if on_postgresql else _sqlite_percentiles(session, dealer_ids, since)
+    figures = {}
+    for dealer_id in {*rows, *(dealer_ids or [])}:  # a dealer with no lead yet has zeros
+        values = rows.get(dealer_id, (0,) * 6 + (None, None))
+        median, p90 = values[6:] if on_postgresql else percentiles.get(dealer_id, (None, None))
+        figures[dealer_id] = {
+            "received": values[0],
+            "answered": values[4],
+            "answered_within_target": values[5],
+            "median_answer_hours": _hours(median),
+            "p90_answer_hours": _hours(p90),
+            "reminded": values[2],
+            "moved_away": values[3],
+            "received_by_reassignment": values[1],
+        }
+    return figures
 
 
 def feed_figures(session: Session, dealer_id: int) -> dict:

@@ -2,7 +2,8 @@
 
 from marshmallow import Schema, fields
 
-from leadsvc.input_bounds import PlainText
+from leadsvc.dealers.dealer_rows import CODE_SHAPE
+from leadsvc.input_bounds import PlainText, UtcDateTime
 
 
 class AnswerReplySchema(Schema):
@@ -43,9 +44,7 @@ class FiguresListSchema(Schema):
 
 
 class FiguresQuerySchema(Schema):
-    since = fields.AwareDateTime(
-        default_timezone=None, metadata={"description": "Only turns started at or after this"}
-    )
+    since = UtcDateTime(metadata={"description": "Only turns started at or after this"})
 
 
 class HolidaySchema(Schema):
@@ -55,7 +54,10 @@ class HolidaySchema(Schema):
         load_default=None,
         allow_none=True,
         max_length=16,
-        metadata={"description": "The dealer closed that day; null: every dealer"},
+        metadata={
+            "description": "An existing dealer's code: closed that day; null or empty: all",
+            "pattern": f"^(?:{CODE_SHAPE[1:-1]})?$",
+        },
     )
 
 

@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
+from leadsvc.consent.jobs import maintenance_queue
 from leadsvc.extensions import db
 from leadsvc.jobs.queue import outbound_queues, redis_client
 from leadsvc.jobs.worker import AppWorker
@@ -41,7 +42,7 @@ def worker_command(burst: bool) -> None:
     app = current_app._get_current_object()
     settings = app.config["LEADSVC_SETTINGS"]
     connection = redis_client(_redis_url(app))
-    queues = outbound_queues(connection, settings.job_timeout)
+    queues = [*outbound_queues(connection, settings.job_timeout), maintenance_queue(connection)]
     # What the app loaded stays for the life of the worker: the cyclic collector need not scan
     # it again (a full collection of it stalled the worker ~75 ms).
     gc.freeze()

@@ -132,13 +132,18 @@ class Relay:
         `MAX_GENERATIONS`; returns (put back, given up)."""
         moment = utcnow() - timedelta(seconds=SWEEP_GRACE_SECONDS)
         swept = given_up = after_id = 0
+        # A backlog waits in the queues: one read of each queue's job ids spares fetching and
+        # placing each of its jobs (the cost of a pass no longer grows with the backlog's square).
+        waiting = self._waiting()
         while True:
             with self.sessions() as session:
                 rows = queued_before(session, moment, after_id, BATCH)
             if not rows:
                 return swept, given_up
             after_id = rows[-1][0].id
-            job_ids = sorted({job_id for _, job_id in rows})
+            job_ids = sorted({job_id for _, job_id in rows} - waiting)
+            if not job_ids:
+                continue
             jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=JSONSerializer)
             taken = self._taken()
             lost = {
@@ -151,6 +156,10 @@ class Relay:
                     outcome = next_generation(session, row, MAX_GENERATIONS)
                 swept += outcome == "pending"
                 given_up += outcome == "failed"
+
+    def _waiting(self) -> set[str]:
+        """The jobs waiting in the queues for a worker (none of them is lost)."""
+        return {job_id for queue in self.queues for job_id in queue.get_job_ids()}
 
     def _taken(self) -> dict[str, object]:
         """The jobs a worker has taken off a queue and not started yet (rq keeps them in the

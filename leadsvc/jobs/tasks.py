@@ -38,6 +38,7 @@ from leadsvc.extensions import db
 from leadsvc.jobs.claims import Claim, claim_rows
 from leadsvc.ops.logs import redact
 from leadsvc.outbox.kinds import (
+    Connections,
     DeliveryError,
     UncertainDelivery,
     is_idempotent,
@@ -119,39 +120,44 @@ def deliver_batch(
     outcomes: dict[int, str] = {}
     errors: dict[int, Exception] = {}
     sent_together: list[Claim] = []
-    try:
-        for outbox_id, claim in zip(outbox_ids, claims, strict=True):
-            if not isinstance(claim, Claim):
-                log.info("outbox %d: %s, nothing sent", outbox_id, claim)
-                outcomes[outbox_id] = claim
-                continue
-            try:
-                _send(settings, engine, claim, handed_off=not is_idempotent(claim.kind))
-            except Exception as error:  # recorded, then reported to rq (or the drainer)
-                with sessions() as session:
-                    status = _record_failure(session, settings, claim, error, runner)
-                log.warning(
-                    "outbox %d %s: try %d %s: %s",
-                    claim.outbox_id,
-                    claim.kind,
-                    claim.number,
-                    status,
-                    _describe(error),
-                )
-                outcomes[outbox_id], errors[outbox_id] = "failed", error
-                continue
-            sent_together.append(claim)
-            log.info("outbox %d %s: sent on try %d", claim.outbox_id, claim.kind, claim.number)
-            outcomes[outbox_id] = SENT
-    finally:
-        if sent_together:
-            _record_sent(engine, sent_together)
+    # The batch's messages share their connections (one SMTP session), closed after the sent
+    # rows are recorded.
+    with Connections() as connections:
+        try:
+            for outbox_id, claim in zip(outbox_ids, claims, strict=True):
+                if not isinstance(claim, Claim):
+                    log.info("outbox %d: %s, nothing sent", outbox_id, claim)
+                    outcomes[outbox_id] = claim
+                    continue
+                try:
+                    _send(settings, engine, claim, connections)
+                except Exception as error:  # recorded, then reported to rq (or the drainer)
+                    with sessions() as session:
+                        status = _record_failure(session, settings, claim, error, runner)
+                    log.warning(
+                        "outbox %d %s: try %d %s: %s",
+                        claim.outbox_id,
+                        claim.kind,
+                        claim.number,
+                        status,
+                        _describe(error),
+                    )
+                    outcomes[outbox_id], errors[outbox_id] = "failed", error
+                    continue
+                sent_together.append(claim)
+                log.info("outbox %d %s: sent on try %d", outbox_id, claim.kind, claim.number)
+                outcomes[outbox_id] = SENT
+        finally:
+            if sent_together:
+                _record_sent(engine, sent_together)
     return outcomes, errors
 
 
-def _send(settings, engine: sa.Engine, claim: Claim, *, handed_off: bool) -> None:
-    """Transmit the claimed message; with `handed_off`, mark the row handed off (if the claim is
-    still this try's) just before the point of no return."""
+def _send(settings, engine: sa.Engine, claim: Claim, connections: Connections) -> None:
+    """Transmit the claimed message on the batch's `connections`; unless the kind is
+    idempotent, mark the row handed off (if the claim is still this try's) just before the
+    point of no return."""
+    handed_off = not is_idempotent(claim.kind)
 
     def hand_off() -> None:
         if not handed_off:
@@ -163,7 +169,7 @@ def _send(settings, engine: sa.Engine, claim: Claim, *, handed_off: bool) -> Non
 
     if isinstance(claim.outgoing, Exception):
         raise claim.outgoing
-    kind_of(claim.kind).transmit(settings, claim.outgoing, hand_off)
+    kind_of(claim.kind).transmit(settings, claim.outgoing, hand_off, connections)
 
 
 _OUTBOX = OutboxMessage.__table__

@@ -6,9 +6,27 @@ import functools
 import threading
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, caching_resolver, validate_email
+from email_validator import (
+    SPECIAL_USE_DOMAIN_NAMES,
+    EmailNotValidError,
+    caching_resolver,
+    validate_email,
+)
 
+from leadsvc.input_bounds import any_case
 from leadsvc.settings import MAX_DNS_TIMEOUT_SECONDS
+
+#: How an address is shown in the OpenAPI document: an email address, at most 254 characters,
+#: not at a special-use domain (RFC 6761: `.test`, `.local`, ...), which email-validator refuses.
+EMAIL_SHAPE = {
+    "format": "email",
+    "maxLength": 254,
+    "not": {
+        "pattern": "[@.](?:"
+        + "|".join(any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+        + ")\\.?$"
+    },
+}
 
 #: Common mailbox providers in the US. A domain one typo away from one of these (and not itself
 #: a known provider) gets a suggestion; the address is still accepted as typed.

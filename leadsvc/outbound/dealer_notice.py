@@ -20,6 +20,7 @@ or a cloud metadata service fails its row for good, unless WEBHOOK_ALLOWED_NETWO
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -201,6 +202,40 @@ def _connection_pool(target: WebhookTarget, timeout: float) -> urllib3.HTTPConne
     return urllib3.HTTPConnectionPool(target.address, target.port, timeout=limits, retries=False)
 
 
+class WebhookPools:
+    """The connection pools of one batch's webhooks, one per checked address (and host name):
+    the webhooks of a batch to one dealer's server share a kept-alive connection when the
+    server keeps it open. `close()` (or the end of a `with` block) closes them."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+
+    def pool_for(self, target: WebhookTarget) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, target.address, target.port, target.host)
+        if key not in self.pools:
+            self.pools[key] = _connection_pool(target, self.timeout)
+        return self.pools[key]
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+    def __enter__(self) -> WebhookPools:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _reusable(response: urllib3.BaseHTTPResponse) -> bool:
+    """Whether the connection may carry the next webhook: the reply was read to its end, and
+    the server keeps the connection open (HTTP/1.1 without `Connection: close`)."""
+    closing = "close" in response.headers.get("Connection", "").lower()
+    return response.length_remaining == 0 and response.version >= 11 and not closing
+
+
 def _host_header(target: WebhookTarget) -> str:
     host = f"[{target.host}]" if ":" in target.host else target.host
     default = 443 if target.scheme == "https" else 80
@@ -234,9 +269,11 @@ def post_webhook(
     event: str = WEBHOOK_EVENT,
     allowed_networks=(),
     resolve: Resolver = system_resolver,
+    pools: WebhookPools | None = None,
 ) -> int:
     """POST the signed body to the resolved, checked address of `url`; returns the 2xx status,
-    raises `DeliveryError` for anything else (a redirect is not followed)."""
+    raises `DeliveryError` for anything else (a redirect is not followed). `pools`: the
+    batch's connections (by default a connection of its own, closed at the end)."""
     target = webhook_target(url, allowed_networks, resolve)
     timestamp = str(int(time.time()))
     headers = {
@@ -248,7 +285,10 @@ def post_webhook(
         "X-Leadsvc-Timestamp": timestamp,
         "X-Leadsvc-Signature": webhook_signature(secret, timestamp, body),
     }
-    with _connection_pool(target, timeout) as pool:
+    with contextlib.ExitStack() as own:
+        if pools is None:
+            pools = own.enter_context(WebhookPools(timeout))
+        pool = pools.pool_for(target)
         try:
             response = pool.urlopen(
                 "POST",
@@ -261,6 +301,8 @@ def post_webhook(
                 assert_same_host=False,
             )
             response.read(65_536, decode_content=False)
+            if not _reusable(response):
+                response.close()
             response.release_conn()
         except urllib3.exceptions.TimeoutError:
             raise DeliveryError("webhook unreachable: TimeoutError") from None

@@ -23,6 +23,7 @@ from leadsvc.outbound.dealer_notice import (
     MOVED_EVENT,
     REMINDER_EVENT,
     WEBHOOK_EVENT,
+    WebhookPools,
     adf_email,
     erasure_email,
     erasure_webhook_body,
@@ -39,6 +40,7 @@ from leadsvc.outbound.tokens import VERP_LOCAL_PART, link_tokens
 from leadsvc.outbox.kinds import (
     EMAIL_CHANNEL,
     WEBHOOK_CHANNEL,
+    Connections,
     DeliveryError,
     HandedOff,
     Kind,
@@ -226,11 +228,14 @@ def _moved_webhook(settings, row: RowRef, lead: Lead, dealer: Dealer) -> Webhook
     return Webhook(url, secret, body, MOVED_EVENT)
 
 
-def send_email(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
-    """Hand the email to SMTP (or the mail folder). Raises `DeliveryError` (not sent) or
-    `UncertainDelivery` (it may have arrived)."""
+def send_email(
+    settings, outgoing: Outgoing, handed_off: HandedOff, connections: Connections
+) -> None:
+    """Hand the email to SMTP (or the mail folder), on the batch's SMTP session. Raises
+    `DeliveryError` (not sent) or `UncertainDelivery` (it may have arrived)."""
     name = f"{outgoing.outbox_id}-{outgoing.kind.replace('_', '-')}"
-    mail_transport(settings).send(
+    transport = connections.shared("mail", lambda: mail_transport(settings))
+    transport.send(
         outgoing.message,
         name=name,
         handed_off=handed_off,
@@ -247,9 +252,13 @@ def envelope_sender(settings, outgoing: Outgoing) -> str | None:
     return f"{VERP_LOCAL_PART}+{token}@{settings.bounce_domain}"
 
 
-def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
-    """POST the signed webhook; the dealer deduplicates on its delivery id."""
+def send_webhook(
+    settings, outgoing: Outgoing, handed_off: HandedOff, connections: Connections
+) -> None:
+    """POST the signed webhook, on the batch's connection to the dealer's server; the dealer
+    deduplicates on its delivery id."""
     webhook = outgoing.message
+    pools = connections.shared("webhooks", lambda: WebhookPools(settings.webhook_timeout))
     handed_off()
     post_webhook(
         webhook.url,
@@ -259,6 +268,7 @@ def send_webhook(settings, outgoing: Outgoing, handed_off: HandedOff) -> None:
         timeout=settings.webhook_timeout,
         event=webhook.event,
         allowed_networks=settings.webhook_allowed_networks,
+        pools=pools,
     )
 
 

@@ -7,14 +7,17 @@ models. The contract between the two:
 - `prepare(settings, session, row)` reads what the message needs, in the claim's transaction,
   and returns the ready `Outgoing` or a `Skip` (the message must not go out any more); the
   optional `preload(session, rows)` reads it for a whole batch first;
-- `transmit(settings, outgoing, handed_off)` sends it, calling `handed_off()` just before the
-  point of no return, and raises `DeliveryError` (certainly not delivered) or
-  `UncertainDelivery` (it may have arrived).
+- `transmit(settings, outgoing, handed_off, connections)` sends it, calling `handed_off()` just
+  before the point of no return, and raises `DeliveryError` (certainly not delivered) or
+  `UncertainDelivery` (it may have arrived). `connections` (`Connections`) holds what the
+  messages of one batch share, such as an SMTP session, and closes it at the batch's end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,12 +74,39 @@ class Outgoing:
     message_id: str | None = None
 
 
+class Connections:
+    """What the messages of one batch share: each connection opened by the first message that
+    asks for it (`shared`), kept for the others, and closed when the batch ends (`close`, or
+    the end of a `with` block), even if the batch was interrupted."""
+
+    def __init__(self):
+        self.open: dict[Hashable, Any] = {}
+        self.closing = contextlib.ExitStack()
+
+    def shared(self, key: Hashable, opener: Callable[[], AbstractContextManager]) -> Any:
+        """The connection called `key`, opened with `opener()` (a context manager) the first
+        time it is asked for."""
+        if key not in self.open:
+            self.open[key] = self.closing.enter_context(opener())
+        return self.open[key]
+
+    def close(self) -> None:
+        self.open.clear()
+        self.closing.close()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
     channel: str
     prepare: Callable[[Any, Session, RowRef], Outgoing | Skip]
-    transmit: Callable[[Any, Outgoing, HandedOff], None]
+    transmit: Callable[[Any, Outgoing, HandedOff, Connections], None]
     #: True when the other side deduplicates on the delivery id (a webhook): a try that died
     #: after the hand-off is retried; otherwise (an email) its row ends `unknown`.
     idempotent: bool = False

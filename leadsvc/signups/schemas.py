@@ -9,8 +9,9 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
 from leadsvc.extensions import db
-from leadsvc.geo.directory import INVALID_ZIP, parse_zip, zip_directory
-from leadsvc.leads.email_address import EmailChecker, InvalidEmail
+from leadsvc.geo.directory import INVALID_ZIP, ZIP_SHAPE, parse_zip, zip_directory
+from leadsvc.input_bounds import WHITESPACE, any_case
+from leadsvc.leads.email_address import EMAIL_SHAPE, EmailChecker, InvalidEmail
 
 # The form's own words (the seed page's messages).
 REQUIRED = "This is a required field."
@@ -22,18 +23,31 @@ NOT_AN_OBJECT = "Please send the form as a JSON object."
 UTM_NOT_AN_OBJECT = "Please give utm values as an object."
 STALE_CONSENT_TEXT = "Please reload the page and try again."
 
-_URL_LIKE = re.compile(
-    r"(://|www\.|https?:|\b[\w-]+\.(?:com|net|org|info|biz|io|ru|cn|xyz|top|club|online|site"
-    r"|shop|ly|me|co|us)\b)",
-    re.IGNORECASE,
+
+_TLDS = "com net org info biz io ru cn xyz top club online site shop ly me co us".split()
+#: Text that looks like a web address; names may not contain it. Also the names' OpenAPI `not`.
+#: `\w` and `\b` read ASCII only, as OpenAPI (ECMA-262) patterns read them.
+URL_LIKE_SHAPE = (
+    rf"(://|{any_case('www')}\.|{any_case('http')}[sS]?:"
+    rf"|\b[\w-]+\.(?:{'|'.join(any_case(tld) for tld in _TLDS)})\b)"
 )
+_URL_LIKE = re.compile(URL_LIKE_SHAPE, re.ASCII)
 _FORBIDDEN_IN_NAMES = set("<>@")
 #: Refused in form text: the characters of Unicode categories Cc (controls), Zl and Zp (line and
 #: paragraph separators) and Cs (surrogates), and the bidi controls, as one pattern (a test checks
 #: it against unicodedata over every code point; one search costs less than a lookup per character).
-_CONTROL_PATTERN = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
-)
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL_PATTERN = re.compile(f"[{_CONTROLS}\\ud800-\\udfff]")
+# The OpenAPI patterns of form text (ECMA-262; Python's `re` reads them alike). They leave out
+# the lone surrogates: no Unicode regex engine takes them in a pattern, and no valid text has them.
+#: No control character.
+ANY_TEXT_SHAPE = f"^[^{_CONTROLS}]*$"
+#: No control character, and something besides spaces.
+SOME_TEXT_SHAPE = f"^[^{_CONTROLS}]*[^{_CONTROLS}{WHITESPACE}][^{_CONTROLS}]*$"
+#: A name: as form text, without `<`, `>` or `@`.
+NAME_SHAPE = f"^[^{_CONTROLS}<>@]*[^{_CONTROLS}<>@{WHITESPACE}][^{_CONTROLS}<>@]*$"
+#: A page URL (http or https, no spaces) or a form id, or nothing.
+SOURCE_SHAPE = f"^(?:{any_case('http')}[sS]?://[^{_CONTROLS} ]*|[A-Za-z0-9_.:/-]{{1,100}})?$"
 
 
 def has_control_characters(value: str) -> bool:
@@ -48,7 +62,9 @@ class TrimmedText(fields.String):
     refused anywhere in it, surrounding ones included (a trailing line break is not trimmed away).
     A missing value is "required"; a blank one is "required" too, unless `blank_is_invalid`
     (the form answers a blank email or ZIP with its "Please enter a valid ..." message) or
-    `blank_is_absent` (an optional field left blank loads as None).
+    `blank_is_absent` (an optional field left blank loads as None). The OpenAPI document shows
+    the bounds: `maxLength`, and `pattern` (`shape`, else no control characters and, unless
+    blank is absent, something besides spaces).
     """
 
     def __init__(
@@ -58,6 +74,7 @@ class TrimmedText(fields.String):
         invalid: str,
         blank_is_invalid: bool = False,
         blank_is_absent: bool = False,
+        shape: str | None = None,
         **kwargs,
     ):
         self.max_length = max_length
@@ -65,7 +82,14 @@ class TrimmedText(fields.String):
         self.blank_is_absent = blank_is_absent
         messages = {"required": REQUIRED, "null": REQUIRED, "invalid": invalid, "bad": invalid}
         messages.update(kwargs.pop("error_messages", {}))
-        super().__init__(error_messages=messages, **kwargs)
+        documented = {
+            "maxLength": max_length,
+            "pattern": shape or (ANY_TEXT_SHAPE if blank_is_absent else SOME_TEXT_SHAPE),
+        }
+        if not blank_is_absent:
+            documented["minLength"] = 1
+        metadata = {**documented, **kwargs.pop("metadata", {})}
+        super().__init__(error_messages=messages, metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         raw = super()._deserialize(value, attr, data, **kwargs)
@@ -83,8 +107,14 @@ class PersonName(TrimmedText):
     """A first or last name: 1-50 characters, no URLs, addresses or markup."""
 
     def __init__(self, label: str, **kwargs):
+        metadata = {"not": {"pattern": URL_LIKE_SHAPE}, **kwargs.pop("metadata", {})}
         super().__init__(
-            max_length=50, invalid=f"Please enter a valid {label}.", required=True, **kwargs
+            max_length=50,
+            invalid=f"Please enter a valid {label}.",
+            required=True,
+            shape=NAME_SHAPE,
+            metadata=metadata,
+            **kwargs,
         )
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -98,8 +128,14 @@ class EmailAddress(TrimmedText):
     """An address email-validator accepts; loads as a `CheckedEmail`."""
 
     def __init__(self, **kwargs):
+        metadata = {**EMAIL_SHAPE, **kwargs.pop("metadata", {})}
         super().__init__(
-            max_length=320, invalid=INVALID_EMAIL, blank_is_invalid=True, required=True, **kwargs
+            max_length=320,
+            invalid=INVALID_EMAIL,
+            blank_is_invalid=True,
+            required=True,
+            metadata=metadata,
+            **kwargs,
         )
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -116,7 +152,12 @@ class ZipCodeField(TrimmedText):
 
     def __init__(self, **kwargs):
         super().__init__(
-            max_length=16, invalid=INVALID_ZIP, blank_is_invalid=True, required=True, **kwargs
+            max_length=16,
+            invalid=INVALID_ZIP,
+            blank_is_invalid=True,
+            required=True,
+            shape=ZIP_SHAPE,
+            **kwargs,
         )
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -137,6 +178,7 @@ class SourceField(TrimmedText):
             invalid="Please give a page URL or form id.",
             blank_is_absent=True,
             allow_none=True,
+            shape=SOURCE_SHAPE,
             **kwargs,
         )
 
@@ -201,7 +243,13 @@ class SignupSchema(FormSchema):
     first_name = PersonName("first name", metadata={"example": "Jane"})
     last_name = PersonName("last name", metadata={"example": "Doe"})
     email = EmailAddress(metadata={"example": "jane.doe@example.com"})
-    zip = ZipCodeField(metadata={"example": "10001"})
+    zip = ZipCodeField(
+        metadata={
+            "example": "10001",
+            "description": "A real US ZIP code (a well-formed one that is not: 422, the form's "
+            "own message)",
+        }
+    )
     source = SourceField(metadata={"description": "Page URL or form id"})
     utm = UtmField()
     interests = fields.List(
@@ -215,7 +263,10 @@ class SignupSchema(FormSchema):
         allow_none=True,
         validate=validate.Range(min=1, max=1_000_000, error=STALE_CONSENT_TEXT),
         error_messages={"invalid": STALE_CONSENT_TEXT},
-        metadata={"description": "The consent text version the form showed (default: active)"},
+        metadata={
+            "description": "The consent text version the form showed (default: active); one the "
+            "service has not published: 422, asking to reload the page"
+        },
     )
     # Anti-bot fields the page's own form sends (see leadsvc.signups.abuse); optional in the API.
     website = fields.String(

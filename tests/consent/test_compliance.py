@@ -338,3 +338,35 @@ def test_export_takes_plain_dates_as_the_command_does(client, session, keys):
         headers=auth(keys["compliance"]),
     )
     assert bad.status_code == 422 and "from" in bad.get_json()["errors"]
+
+
+def test_export_bounds_any_offset_equal_or_inverted(client, session, keys):
+    """Any RFC 3339 offset is taken (PostgreSQL itself stops at 15:59); equal bounds are an empty
+    range, not an error; `from` after `to` is a 422 naming `from`."""
+    sign_up(client, email="offset@example.com")
+    events = "/api/v1/consent/events"
+    headers = auth(keys["compliance"])
+    far_east = {"from": "2000-01-01T00:00:00+16:00", "to": "9999-12-31T23:59:59-23:59"}
+    reply = client.get(events, query_string=far_east, headers=headers)
+    assert reply.status_code == 200 and "offset@example.com" in reply.get_data(as_text=True)
+    instant = datetime.now(UTC).isoformat()
+    empty = client.get(events, query_string={"from": instant, "to": instant}, headers=headers)
+    assert empty.status_code == 200
+    assert len(empty.get_data(as_text=True).strip().splitlines()) == 1  # the header row only
+    inverted = {"from": "2026-02-01", "to": "2026-01-01"}
+    bad = client.get(events, query_string=inverted, headers=headers)
+    assert bad.status_code == 422
+    assert bad.get_json()["errors"] == {"from": "from must not be after to"}
+
+
+def test_a_blank_address_is_neither_looked_up_nor_erased(client, session, keys):
+    headers = auth(keys["compliance"])
+    for blank in ("", "   "):
+        erased = client.post("/api/v1/consent/erasures", json={"email": blank}, headers=headers)
+        looked_up = client.get(
+            "/api/v1/consent/subjects", query_string={"email": blank}, headers=headers
+        )
+        for reply in (erased, looked_up):
+            assert reply.status_code == 422
+            assert reply.get_json()["errors"] == {"email": "Please fill this in."}
+    assert session.scalar(sa.select(sa.func.count()).select_from(ErasedSubject)) == 0

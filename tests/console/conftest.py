@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from argon2 import PasswordHasher
 from leadsvc.auth import users
 from leadsvc.auth.audit import COMMAND_LINE
 from leadsvc.auth.users import create_user
+from leadsvc.consent.models import ConsentVerification
 from leadsvc.dealers import routing
 from leadsvc.dealers.directory import import_dealers
 from leadsvc.dealers.models import Dealer
@@ -91,6 +93,22 @@ def post_form(client, path: str, data: dict, page: str | None = None):
     """Post a console form with the CSRF token of `page` (default: the same path)."""
     html = client.get(page or path).text
     return client.post(path, data={**data, "csrf_token": csrf_token(html)})
+
+
+def finished_verifications(console_db, seconds: float = 30.0) -> list:
+    """The ledger verifications once none is running any more (the console starts them as a
+    job on a thread of the app's process): each run's (actor, ok), in order."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with console_db() as session:
+            runs = session.execute(
+                sa.select(ConsentVerification.actor, ConsentVerification.ok).order_by(
+                    ConsentVerification.id
+                )
+            ).all()
+        if all(ok is not None for _, ok in runs) or time.monotonic() > deadline:
+            return [tuple(run) for run in runs]
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)

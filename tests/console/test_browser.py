@@ -109,7 +109,8 @@ def test_compliance_main_path_and_csrf_refusal(console_page, client, console_db,
     shoot(page, "export")
     page.get_by_role("link", name="Ledger").click()
     page.get_by_role("button", name="Verify the ledger now").click()
-    expect(page.get_by_text("The ledger is intact")).to_be_visible()
+    # A job: the page says so and looks again until its result is there.
+    expect(page.get_by_text("The ledger is intact")).to_be_visible(timeout=15_000)
     shoot(page, "ledger")
     page.get_by_role("link", name="Audit logs").click()
     expect(page.get_by_role("cell", name="person.erase")).to_be_visible()

@@ -8,10 +8,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from leadsvc.consent.models import ConsentVerification
 from leadsvc.db import utcnow
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
-from tests.console.conftest import post_form, sign_in, sign_up
+from tests.console.conftest import finished_verifications, post_form, sign_in, sign_up
 from tests.factories import valid_signup
 
 
@@ -106,15 +105,10 @@ def test_the_last_verification_is_recorded_and_shown(app, client, console_db, ac
     verified = runner.invoke(args=["consent", "verify"])
     assert verified.exit_code == 0, verified.output
     post_form(client, "/console/ledger", {})
-    with console_db() as session:
-        runs = session.execute(
-            sa.select(ConsentVerification.actor, ConsentVerification.ok).order_by(
-                ConsentVerification.id
-            )
-        ).all()
     # (How many events each run covered depends on what was sealed: PostgreSQL seals only
     # events below the oldest open transaction.)
-    assert [tuple(r) for r in runs] == [("cli", True), (f"console:{accounts['compliance']}", True)]
+    runs = finished_verifications(console_db)
+    assert runs == [("cli", True), (f"console:{accounts['compliance']}", True)]
     page = client.get("/console/overview").text
     assert re.search(r"Ledger's last verification</dt><dd>[^<]+UTC: intact", page)
 

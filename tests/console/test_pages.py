@@ -10,7 +10,13 @@ import sqlalchemy as sa
 from leadsvc.auth.models import StaffAudit
 from leadsvc.consent.models import ConsentText
 from leadsvc.leads.models import Lead
-from tests.console.conftest import csrf_token, post_form, sign_in, sign_up
+from tests.console.conftest import (
+    csrf_token,
+    finished_verifications,
+    post_form,
+    sign_in,
+    sign_up,
+)
 
 
 def _actions(console_db) -> list[tuple[str, str, str | None]]:
@@ -147,11 +153,17 @@ def test_compliance_exports_a_date_range_as_json_lines(client, console_db, accou
     assert bad.status_code == 422 and "The end date is before the start date." in bad.text
 
 
-def test_compliance_verifies_the_ledger(client, console_db, accounts):
+def test_compliance_verifies_the_ledger_as_a_job(client, console_db, accounts):
     sign_up(client, console_db, "ledger@example.com")
     sign_in(client, accounts["compliance"])
+    assert "never run" in client.get("/console/ledger").text
     reply = post_form(client, "/console/ledger", {})
-    assert "The ledger is intact" in reply.text
+    assert reply.status_code == 303 and reply.headers["Location"].endswith("/console/ledger")
+    assert "The verification has started." in client.get("/console/ledger").text
+    assert finished_verifications(console_db) == [(f"console:{accounts['compliance']}", True)]
+    page = client.get("/console/ledger").text
+    assert "The ledger is intact" in page and "Verify the ledger now" in page
+    assert f"UTC by console:{accounts['compliance']}: intact" in page
 
 
 def test_overview_shows_figures_as_charts_and_tables(client, console_db, accounts):
@@ -174,6 +186,7 @@ def test_audit_log_shows_who_did_what_from_where(client, console_db, accounts):
     sign_up(client, console_db, "audited@example.com")
     sign_in(client, accounts["compliance"])
     post_form(client, "/console/ledger", {})
+    finished_verifications(console_db)
     page = client.get("/console/audit")
     assert "ledger.verify" in page.text and accounts["compliance"] in page.text
     assert "127.0.0.1" in page.text and "user.create" in page.text

@@ -16,6 +16,8 @@ from leadsvc.dealers.management import (
     save_dealer,
 )
 from leadsvc.dealers.models import Dealer, LeadMove, ZipRoute
+from leadsvc.dealers.route_builder import compute_routes
+from leadsvc.geo.models import ZipCode
 from leadsvc.leads.models import Lead
 from tests.dealers.test_directory import _lead
 from tests.factories import DEALER_HEADER, dealer_csv, dealer_line
@@ -51,6 +53,17 @@ def test_the_preview_predicts_the_deactivation(session, ids):
     moved = Counter(codes.get(to) for to in session.scalars(sa.select(LeadMove.to_dealer_id)))
     assert report.moved_leads == preview.moving
     assert dict(moved) == predicted
+
+
+def test_the_routes_of_some_zips_are_those_of_the_whole_table(session, ids):
+    assign_territories(session, "zip,dealer_code\n10601,NJ1\n10002,NY1\n")
+    some = ["10001", "10002", "10601", "06902", "09001", "90210"]
+    full = compute_routes(session, excluding=ids["NY1"])
+    only = sa.select(ZipCode.zip5).where(ZipCode.zip5.in_(some))
+    routes = compute_routes(session, excluding=ids["NY1"], only=only)
+    assert routes == {zip5: full[zip5] for zip5 in some if zip5 in full}
+    assert routes["10601"][:2] == (ids["NJ1"], "territory")
+    assert "09001" not in routes  # military: no centre, no route
 
 
 def test_a_dealer_without_waiting_leads_moves_none(session, ids):

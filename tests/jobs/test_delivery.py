@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from leadsvc.db import utcnow
 from leadsvc.dealers import routing
-from leadsvc.jobs.tasks import run_delivery
+from leadsvc.jobs.tasks import deliver_batch, run_delivery
 from leadsvc.outbox.messages import reclaim_expired
 from leadsvc.outbox.models import OutboxMessage
 from tests.conftest import wait_until
@@ -103,6 +103,38 @@ def test_a_permanent_rejection_fails_at_once(mail_app, session, smtp, welcome):
     [row] = outbox(session)
     assert (row.status, row.attempts) == ("failed", 1)
     assert "jane" not in row.last_error and "<address>" in row.last_error  # no address kept
+
+
+def test_a_batch_of_emails_goes_over_one_smtp_session_and_a_refusal_stays_its_own(
+    mail_app, session, smtp
+):
+    """One job's emails share one SMTP session. A recipient the server refuses in the middle
+    fails that row alone (back to pending for its next try); every other email arrives once."""
+    people = ["first", "busy", "second", "third"]
+    for name in people:
+        body = valid_signup(email=f"{name}@example.com")
+        assert mail_app.test_client().post("/api/v1/signups", json=body).status_code == 202
+    smtp.refused_recipients = {"busy@example.com": "450 4.2.1 mailbox busy"}
+    ids = [row.id for row in outbox(session)]
+    outcomes, errors = deliver_batch(mail_app, ids, runner="batch")
+    assert list(outcomes.values()) == ["sent", "failed", "sent", "sent"]
+    assert list(errors) == [ids[1]]
+    assert [m["To"] for m in smtp.messages()] == [
+        "first@example.com",
+        "second@example.com",
+        "third@example.com",
+    ]
+    assert len(set(smtp.peers)) == 1
+    assert kinds_and_statuses(session) == [
+        ("welcome_email", "sent"),
+        ("welcome_email", "pending"),
+        ("welcome_email", "sent"),
+        ("welcome_email", "sent"),
+    ]
+    assert attempts(session, ids[1]) == [(1, "failed")]
+    smtp.refused_recipients = {}
+    wait_until(lambda: drain(mail_app) == 1, 5, "the refused row's retry", interval=0.2)
+    assert [m["To"] for m in smtp.messages()][3:] == ["busy@example.com"]
 
 
 def test_an_unreachable_mail_server_is_a_retried_failure(make_app, session, welcome):

@@ -139,6 +139,7 @@ def test_a_job_redis_lost_is_replaced_under_a_new_generation(rq_app, redis, row,
 @pytest.mark.parametrize(
     ("change", "lost"),
     [
+        ("waiting", False),  # in its queue: a worker will take it
         ("failed", True),  # ended (the database was down while it ran) without settling the row
         ("started long ago", True),  # its worker was SIGKILLed while running it
         ("taken, never started", True),  # in no list, still queued: its worker is gone
@@ -158,10 +159,10 @@ def test_the_sweep_replaces_only_jobs_nothing_will_run(rq_app, redis, row, sessi
         if change.endswith("long ago"):  # first seen there (by rq or a relay) two minutes ago
             first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
             redis.set(first_seen, (datetime.now(UTC) - timedelta(minutes=2)).timestamp())
-    else:
+    elif change != "waiting":
         queue.remove(job)
     status = {"started long ago": "started", "started now": "started"}.get(change, change)
-    job.set_status(JobStatus.QUEUED if status.startswith("taken") else status)
+    job.set_status(JobStatus.QUEUED if status.startswith(("taken", "waiting")) else status)
     if change.startswith("started"):
         job.started_at = datetime.now(UTC) - timedelta(hours=1 if change.endswith("ago") else 0)
         job.save()

@@ -27,14 +27,15 @@ from tests.jobs.support import LEADSVC, kill_tree, start_worker, stop_worker
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY = "/usr/sbin/haproxy"
 #: 1,000 signups (3,000 outbox rows) fit the suite's time on two cores; LOAD_BALANCER_SIGNUPS=5000
-#: sends a full burst of 5,000 (15,000 rows: about 6-7 minutes on two cores).
+#: sends a full burst of 5,000 (15,000 rows: 5-8 minutes on a shared two-core machine, too long
+#: for the whole suite's 10 minutes).
 SIGNUPS = int(os.environ.get("LOAD_BALANCER_SIGNUPS", "1000"))
 CLIENTS = 16
 #: Signups sent before each kill: a web process, then a worker, then a relay.
 KILL_AT = {"web": SIGNUPS // 4, "worker": SIGNUPS * 3 // 8, "relay": SIGNUPS // 2}
 #: The drain may take this long at most: the rows of the batch the killed worker held wait for
 #: the relay's sweep (about JOB_TIMEOUT x 20 + 30 s after the job started), the rest for the
-#: workers (two of them deliver roughly 50-100 rows/s on a busy 2-core machine).
+#: workers (two of them deliver roughly 50-65 rows/s on a busy 2-core machine).
 DRAIN_SECONDS = 120 + SIGNUPS * 3 // 50
 WEBHOOK_SECRET = "lb-webhook-secret-0123456789abcdef"
 PREFIX = "lb-"

@@ -6,6 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from leadsvc.jobs.tasks import deliver_batch
 from leadsvc.leads.models import Lead
 from tests.factories import valid_signup
 from tests.jobs.support import add_dealer, attempts, drain, outbox, validate_adf, verify_signature
@@ -125,3 +126,22 @@ def test_a_webhook_timeout_fails_the_try_and_is_retried(
         "pending",
         "DeliveryError: webhook unreachable: TimeoutError",
     )
+
+
+def test_a_batch_of_webhooks_shares_one_connection_and_a_refusal_stays_its_own(
+    mail_app, mail_client, mail_session, webhook_dealer, webhook_receiver
+):
+    """One job's webhooks to a dealer's server go over one kept-alive connection; an answer
+    that fails one of them (500) fails that row alone, and the others arrive once each."""
+    for n in range(4):
+        sign_up(mail_client, email=f"person{n}@example.com")
+    ids = [row.id for row in outbox(mail_session) if row.kind == "dealer_webhook"]
+    webhook_receiver.statuses = [200, 500]
+    outcomes, errors = deliver_batch(mail_app, ids, runner="batch")
+    assert [outcomes[i] for i in ids] == ["sent", "failed", "sent", "sent"]
+    assert list(errors) == [ids[1]]
+    requests = webhook_receiver.wait_for(4)
+    assert [r["headers"]["X-Leadsvc-Delivery"] for r in requests] == [f"outbox-{i}" for i in ids]
+    assert len({r["peer"] for r in requests}) == 1
+    statuses = {row.id: row.status for row in outbox(mail_session)}
+    assert [statuses[i] for i in ids] == ["sent", "pending", "sent", "sent"]

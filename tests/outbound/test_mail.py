@@ -1,27 +1,37 @@
-"""The SMTP hand-over against a real server: dot-stuffing, the point of no return, failures."""
+"""The SMTP hand-over against a real server: dot-stuffing, the point of no return, failures,
+one session for many messages."""
 
 import time
+from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
 
 from leadsvc.outbound.mail import (
+    WIRE_SMTP,
     DeliveryError,
     MailDirectory,
     SmtpTarget,
     SmtpTransport,
+    new_message,
     redact,
 )
 from leadsvc.settings import Settings, SettingsError
+from tests.servers import smtp_server
 
 
-def message(body: str) -> EmailMessage:
+def message(body: str, to: str = "person@example.com") -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = "sender@example.com"
-    mail["To"] = "person@example.com"
+    mail["To"] = to
     mail["Subject"] = "test"
     mail.set_content(body)
     return mail
+
+
+def bodies(smtp) -> list[str]:
+    return [received.get_content().strip() for received in smtp.messages()]
 
 
 def test_lines_starting_with_a_dot_arrive_intact_and_hand_off_comes_before_acceptance(smtp):
@@ -69,6 +79,95 @@ def test_the_final_dot_does_not_wait_for_the_text_to_be_acknowledged(smtp):
         durations.append(time.perf_counter() - started)
     assert len(smtp.wait_for(10)) == 10
     assert min(durations) < 0.035, durations
+
+
+def test_the_messages_sent_through_one_transport_share_one_smtp_session(smtp):
+    with SmtpTransport(smtp.url, timeout=5) as transport:
+        for n in range(5):
+            transport.send(message(f"message {n}"), name=str(n), handed_off=lambda: None)
+    assert bodies(smtp) == [f"message {n}" for n in range(5)]
+    assert len(set(smtp.peers)) == 1  # one connection carried them all
+
+
+def test_a_refused_message_leaves_the_session_to_the_next_ones(smtp):
+    """Refused at RCPT TO (permanent) and at the end of DATA (temporary), in the middle of a
+    batch: the refused ones are not delivered, the others arrive once each on the one session."""
+    smtp.refused_recipients = {"gone@example.com": "550 5.1.1 mailbox unavailable"}
+    failures = []
+    with SmtpTransport(smtp.url, timeout=5) as transport:
+        for n, to in enumerate(["a@example.com", "gone@example.com", "b@example.com", "c@x.org"]):
+            if n == 3:
+                smtp.reject_codes = ["451 4.3.0 try again later"]
+            try:
+                transport.send(message(f"message {n}", to), name=str(n), handed_off=lambda: None)
+            except DeliveryError as error:
+                failures.append((n, error.permanent, str(error)))
+        transport.send(message("message 4"), name="4", handed_off=lambda: None)
+    assert failures == [
+        (1, True, "SMTP 550 at RCPT TO: 5.1.1 mailbox unavailable"),
+        (3, False, "SMTP 451 at end of data: 4.3.0 try again later"),
+    ]
+    assert bodies(smtp) == ["message 0", "message 2", "message 4"]
+    assert len(set(smtp.peers)) == 1
+
+
+def test_a_refused_hand_off_in_a_batch_ends_that_session_only(smtp):
+    """The hand-off refused in DATA: the session is dropped without the final dot (so that
+    message never arrives) and the next message goes on a new session."""
+
+    def refuse():
+        raise RuntimeError("claim lost")
+
+    with SmtpTransport(smtp.url, timeout=5) as transport:
+        transport.send(message("message 0"), name="0", handed_off=lambda: None)
+        with pytest.raises(RuntimeError, match="claim lost"):
+            transport.send(message("message 1"), name="1", handed_off=refuse)
+        transport.send(message("message 2"), name="2", handed_off=lambda: None)
+        transport.send(message("message 3"), name="3", handed_off=lambda: None)
+    assert bodies(smtp) == ["message 0", "message 2", "message 3"]
+    assert smtp.peers[1] == smtp.peers[2] != smtp.peers[0]
+
+
+@pytest.fixture
+def impatient_smtp():
+    """A real SMTP server that closes a session idle for 0.3 s (421, as servers do)."""
+    yield from smtp_server(timeout=0.3)
+
+
+def test_a_session_the_server_closed_meanwhile_is_replaced_before_anything_is_sent(
+    impatient_smtp,
+):
+    handed = []
+    with SmtpTransport(impatient_smtp.url, timeout=5) as transport:
+        transport.send(message("message 0"), name="0", handed_off=lambda: handed.append(0))
+        time.sleep(0.8)  # the server says 421 and closes the session
+        transport.send(message("message 1"), name="1", handed_off=lambda: handed.append(1))
+    assert handed == [0, 1]  # one hand-off each: the second one's came on the new session
+    assert bodies(impatient_smtp) == ["message 0", "message 1"]
+    assert len(set(impatient_smtp.peers)) == 2
+
+
+def test_emails_built_with_kept_header_classes_are_those_of_the_default_policy():
+    """`new_message()` keeps the class of each header name; the bytes on the wire, and the
+    parsed headers, are what the email package's own default policy gives."""
+
+    def build(mail: EmailMessage) -> EmailMessage:
+        mail["From"] = "MINI USA <news@mini.example>"
+        mail["To"] = Address(display_name="Siobhán Ó Brien", addr_spec="so@example.com")
+        mail["Subject"] = "Ünïcode subject, and long enough to be folded " * 3
+        mail["Date"] = "Sun, 06 Dec 2026 12:00:00 +0000"
+        mail["List-Unsubscribe"] = f"<https://stay.example.com/unsubscribe/{'x' * 150}>"
+        mail.set_content("plain text\n")
+        mail.add_alternative("<p>html</p>\n", subtype="html")
+        mail.set_boundary("fixed-boundary")
+        return mail
+
+    kept, default = build(new_message()), build(EmailMessage(policy=policy.default))
+    wire = policy.SMTP.clone(max_line_length=998)
+    assert kept.as_bytes(policy=WIRE_SMTP) == default.as_bytes(policy=wire)
+    assert kept["To"].addresses[0].display_name == "Siobhán Ó Brien"
+    assert kept["Date"].datetime.year == 2026
+    assert b"=?utf-8?" in kept.as_bytes(policy=WIRE_SMTP)  # the name is RFC 2047-encoded
 
 
 def test_mail_directory_writes_one_file_per_job(tmp_path):
