@@ -2,7 +2,7 @@
 
 A full verification reads every consent event (about a minute per million events), so the
 console never runs one inside a request: it asks for one (`request_verification`, a row without
-a finish time) and a job runs it (`run_requested`; `leadsvc.consent.jobs` starts it on rq or on
+a finish time) and a job runs it (`run_requested`; `leadsvc.jobs.maintenance` starts it on rq or on
 a thread of the web process). `leadsvc consent verify` runs one at once from the command line.
 """
 

@@ -9,7 +9,6 @@ from flask_login import current_user
 
 from leadsvc.consent.export import stream_export
 from leadsvc.consent.figures import last_seal
-from leadsvc.consent.jobs import start_verification
 from leadsvc.consent.service import list_texts, publish_text
 from leadsvc.consent.subjects import erase_subject, lookup_subject
 from leadsvc.consent.verifications import (
@@ -21,6 +20,7 @@ from leadsvc.console.access import audit, roles
 from leadsvc.console.forms import ConsentTextForm, EmptyForm, ErasureForm, ExportForm, LookupForm
 from leadsvc.console.frame import blp
 from leadsvc.extensions import db
+from leadsvc.jobs.maintenance import start_verification
 from leadsvc.ops.logs import pseudonym
 from leadsvc.request_context import consent_context
 

@@ -13,8 +13,8 @@ from flask.cli import with_appcontext
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
-from leadsvc.consent.jobs import maintenance_queue
 from leadsvc.extensions import db
+from leadsvc.jobs.maintenance import maintenance_queue
 from leadsvc.jobs.queue import outbound_queues, redis_client
 from leadsvc.jobs.worker import AppWorker
 from leadsvc.ops.dependencies import next_backoff, setting_of, unreachable, wait_for_services

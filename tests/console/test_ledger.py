@@ -8,7 +8,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from rq.serializers import JSONSerializer
 
-from leadsvc.consent.jobs import MAINTENANCE_QUEUE, maintenance_queue, verify_ledger
 from leadsvc.consent.models import ConsentVerification
 from leadsvc.consent.verifications import (
     LOST_AFTER,
@@ -17,6 +16,7 @@ from leadsvc.consent.verifications import (
     run_requested,
 )
 from leadsvc.db import utcnow
+from leadsvc.jobs.maintenance import MAINTENANCE_QUEUE, maintenance_queue, verify_ledger
 from leadsvc.jobs.worker import AppWorker
 from tests.console.conftest import post_form, sign_in, sign_up
 

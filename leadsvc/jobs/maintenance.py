@@ -1,4 +1,5 @@
-"""The ledger verification as a job, started from the console, never run inside a request.
+"""The consent ledger's verification as a job, started from the console, never run inside a
+request.
 
 With REDIS_URL it is an rq job on the `maintenance` queue, which `leadsvc worker` takes after
 the outbound queues; without Redis (the embedded default) a thread of the web process runs it.
@@ -27,7 +28,7 @@ from leadsvc.ops.logs import describe_error
 log = logging.getLogger(__name__)
 
 MAINTENANCE_QUEUE = "maintenance"
-JOB_FUNCTION = "leadsvc.consent.jobs.verify_ledger"
+JOB_FUNCTION = "leadsvc.jobs.maintenance.verify_ledger"
 
 
 def maintenance_queue(connection: redis.Redis) -> Queue:
