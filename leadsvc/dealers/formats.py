@@ -17,6 +17,7 @@ CSV_COLUMNS = (
     "distance_miles",
     "routing_reason",
     "consent",
+    "email_status",
     "created_at",
     "acknowledged_at",
     "interests",

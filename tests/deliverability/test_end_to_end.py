@@ -3,6 +3,8 @@ real SMTP server, a DSN built for it (its VERP envelope sender and Message-ID), 
 dealer then sees the lead bounced in its feed and its ADF, and nothing more goes to the address.
 """
 
+import csv
+import io
 import re
 import threading
 import urllib.parse
@@ -84,6 +86,8 @@ def test_a_bounced_welcome_email_marks_the_lead_bounced_and_stops_all_mail(
 
     feed = _feed(base, key, "application/json")
     assert re.search(r'"email_status":\s*"bounced"', feed)
+    [header, row] = list(csv.reader(io.StringIO(_feed(base, key, "text/csv"))))
+    assert dict(zip(header, row, strict=True))["email_status"] == "bounced"
     adf = _feed(base, key, "application/xml")
     root = validate_adf(adf)
     assert root.findtext(".//customer/contact/email") == EMAIL
