@@ -107,11 +107,11 @@ def deliver_batch(
     """Claim the rows in one transaction, then send each; returns each row's outcome and the
     error of each row that failed (already recorded on the row and logged).
 
-    An email is handed off on its own just before it leaves (at most once); a webhook, which
-    the dealer deduplicates on its delivery id, needs no hand-off. What went out is recorded
-    `sent` together at the end of the batch: a process that dies before that leaves its emails
-    `handed_off` (settled as `unknown`, never resent by themselves) and its webhooks to be sent
-    again."""
+    An email is handed off on its own just before it leaves (at most once) and recorded `sent`
+    as soon as the server took it, so a process that dies leaves at most the one email it was
+    sending `handed_off` (settled as `unknown`, never resent by itself). A webhook, which the
+    dealer deduplicates on its delivery id, needs no hand-off: the batch's webhooks are recorded
+    `sent` together at its end, and a process that dies before that sends them again."""
     settings = app.config["LEADSVC_SETTINGS"]
     sessions = db.sessionmaker(app)
     with app.app_context(), sessions() as session:  # the email templates need the app
@@ -144,7 +144,10 @@ def deliver_batch(
                     )
                     outcomes[outbox_id], errors[outbox_id] = "failed", error
                     continue
-                sent_together.append(claim)
+                if is_idempotent(claim.kind):
+                    sent_together.append(claim)
+                else:
+                    _record_sent(engine, [claim])
                 log.info("outbox %d %s: sent on try %d", outbox_id, claim.kind, claim.number)
                 outcomes[outbox_id] = SENT
         finally:
