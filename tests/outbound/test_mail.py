@@ -2,19 +2,15 @@
 one session for many messages."""
 
 import time
-from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
 
 from leadsvc.outbound.mail import (
-    WIRE_SMTP,
     DeliveryError,
     MailDirectory,
     SmtpTarget,
     SmtpTransport,
-    new_message,
     redact,
 )
 from leadsvc.settings import Settings, SettingsError
@@ -145,29 +141,6 @@ def test_a_session_the_server_closed_meanwhile_is_replaced_before_anything_is_se
     assert handed == [0, 1]  # one hand-off each: the second one's came on the new session
     assert bodies(impatient_smtp) == ["message 0", "message 1"]
     assert len(set(impatient_smtp.peers)) == 2
-
-
-def test_emails_built_with_kept_header_classes_are_those_of_the_default_policy():
-    """`new_message()` keeps the class of each header name; the bytes on the wire, and the
-    parsed headers, are what the email package's own default policy gives."""
-
-    def build(mail: EmailMessage) -> EmailMessage:
-        mail["From"] = "MINI USA <news@mini.example>"
-        mail["To"] = Address(display_name="Siobhán Ó Brien", addr_spec="so@example.com")
-        mail["Subject"] = "Ünïcode subject, and long enough to be folded " * 3
-        mail["Date"] = "Sun, 06 Dec 2026 12:00:00 +0000"
-        mail["List-Unsubscribe"] = f"<https://stay.example.com/unsubscribe/{'x' * 150}>"
-        mail.set_content("plain text\n")
-        mail.add_alternative("<p>html</p>\n", subtype="html")
-        mail.set_boundary("fixed-boundary")
-        return mail
-
-    kept, default = build(new_message()), build(EmailMessage(policy=policy.default))
-    wire = policy.SMTP.clone(max_line_length=998)
-    assert kept.as_bytes(policy=WIRE_SMTP) == default.as_bytes(policy=wire)
-    assert kept["To"].addresses[0].display_name == "Siobhán Ó Brien"
-    assert kept["Date"].datetime.year == 2026
-    assert b"=?utf-8?" in kept.as_bytes(policy=WIRE_SMTP)  # the name is RFC 2047-encoded
 
 
 def test_mail_directory_writes_one_file_per_job(tmp_path):
