@@ -20,9 +20,9 @@ from leadsvc.geo.models import ZipCode
 
 #: The form's own words for anything that is not a US ZIP code.
 INVALID_ZIP = "Please enter a valid Zip code."
-ZIP_PATTERN = re.compile(r"^(\d{5})(?:[- ](\d{4}))?$", re.ASCII)
-#: The same shape as an OpenAPI pattern (ECMA-262).
-ZIP_SHAPE = r"^[0-9]{5}(?:[- ][0-9]{4})?$"
+#: A ZIP or ZIP+4, written so that it also serves as the OpenAPI pattern (ECMA-262).
+ZIP_SHAPE = r"^([0-9]{5})(?:[- ]([0-9]{4}))?$"
+ZIP_PATTERN = re.compile(ZIP_SHAPE)
 
 
 @dataclass(frozen=True, slots=True)
