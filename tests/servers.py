@@ -99,13 +99,19 @@ class SmtpSink:
 
 def smtp_server(**parameters) -> Iterator[SmtpSink]:
     """A real SMTP server (aiosmtpd) on a free loopback port; `parameters` go to aiosmtpd's
-    SMTP (`timeout=0.3`: it closes a session idle that long)."""
+    SMTP (`timeout=0.3`: it closes a session idle that long). Its name is fixed, so no
+    connection waits on a DNS lookup of this machine's name."""
     from aiosmtpd.controller import Controller
 
     sink = SmtpSink()
     port = free_port()
     controller = Controller(
-        sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True, **parameters
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        server_hostname="sink.test",
+        enable_SMTPUTF8=True,
+        **parameters,
     )
     controller.start()
     sink.url = f"smtp://127.0.0.1:{port}"
