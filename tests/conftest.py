@@ -4,12 +4,17 @@ Every database test runs on both backends (`database_url` is parametrised). Post
 fresh database per test session, migrated once; each test starts from a clean copy of its data.
 When PostgreSQL is unreachable the PostgreSQL half fails in CI (CI=true) and is skipped, with the
 reason shown, on a developer machine without it.
+
+The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml; `-n 0` runs it in one).
+Each process has its own PostgreSQL database and Redis database. A test marked `alone` (load,
+timing, a large fill) runs while the other process waits between two tests (`_turn`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import shutil
 import threading
@@ -46,6 +51,29 @@ POSTGRES_ADMIN_URL = os.environ.get(
 #: Tables whose rows are reference data loaded once per test session.
 REFERENCE_TABLES = {"zip_codes", "alembic_version", "consent_texts"}
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+@pytest.fixture(autouse=True)
+def _turn(request, tmp_path_factory) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` waits until the other process is between two
+    tests and holds it there until done. Every test holds the turn lock shared and an `alone`
+    test exclusively; both pass a gate first, which an `alone` test keeps while it waits, so the
+    other process cannot keep it waiting by starting test after test."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(shared / "turn.lock", "a") as turn, open(shared / "gate.lock", "a") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
 
 def service_unreachable(what: str, error: BaseException):

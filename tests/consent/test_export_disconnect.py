@@ -87,6 +87,7 @@ def partial_download(port: int, key: str, size: int) -> Iterator[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_download_cut_off_mid_export_gives_its_connections_back(session, database_url, tmp_path):
     fill(session)

@@ -22,6 +22,7 @@ from leadsvc.jobs.drainer import OutboxDrainer
 from leadsvc.outbox.models import OutboxAttempt, OutboxMessage
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import TEST_WEBHOOK_NETWORKS, dealer_csv, dealer_line
+from tests.servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADSVC = shutil.which("leadsvc") or str(Path(sys.executable).parent / "leadsvc")
@@ -191,55 +192,39 @@ def stop_worker(process: subprocess.Popen) -> None:
     process.log_file.close()
 
 
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "-::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
+class PrivateRedis:
+    """A Redis server of one test's own on a free port (no persistence), which the test may stop
+    and start again without touching the machine's Redis that other tests use."""
 
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
 
-def redis_answers() -> bool:
-    result = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-    )
-    return result.stdout.strip() == "PONG"
+    def answers(self) -> bool:
+        result = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return result.stdout.strip() == "PONG"
 
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self.answers, 10, "the test's Redis to answer")
 
-def stop_redis() -> None:
-    """Stop the machine's Redis (it keeps nothing on disk: everything in it is lost)."""
-    subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
-        capture_output=True,
-        timeout=10,
-    )
-    from tests.conftest import wait_until
-
-    wait_until(lambda: not redis_answers(), 10, "Redis to stop")
-
-
-def start_redis() -> None:
-    """Start Redis as the CI script does, and wait until it answers."""
-    from tests.conftest import wait_until
-
-    if not redis_answers():
-        subprocess.run(REDIS_START, check=True, capture_output=True, timeout=10)
-    wait_until(redis_answers, 10, "Redis to answer")
+    def stop(self) -> None:
+        """Stop it as an outage would (it keeps nothing on disk: everything in it is lost)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
 
 
 def invoke(app, *args: str):

@@ -77,6 +77,7 @@ def test_the_signup_waits_for_the_relay_and_touches_no_redis(rq_app, redis, row,
     assert kinds_and_statuses(session) == [("welcome_email", "pending")]
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
 def test_a_running_relay_dispatches_a_signup_at_once(rq_app, redis, session, running_relay):
     started = time.monotonic()

@@ -21,15 +21,14 @@ from tests.conftest import wait_until
 from tests.factories import valid_signup
 from tests.jobs.support import (
     FAST,
+    PrivateRedis,
     add_dealer,
     attempts,
     kill_tree,
     kinds_and_statuses,
     outbox,
     parts,
-    start_redis,
     start_worker,
-    stop_redis,
     stop_worker,
     validate_adf,
     verify_signature,
@@ -167,28 +166,43 @@ def test_a_failing_webhook_is_retried_by_the_outbox_at_its_intervals(
     assert all(verify_signature(r) for r in requests)
 
 
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own, which it stops and starts (the machine's serves others)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 def test_signups_while_redis_is_down_are_delivered_once_when_it_is_back(
-    rq_app, session, smtp, worker, redis
+    make_app, database_url, session, smtp, own_redis, tmp_path
 ):
+    app = make_app(redis_url=own_redis.url, smtp_url=smtp.url, **FAST)
+    env = worker_env(database_url, tmp_path, REDIS_URL=own_redis.url, SMTP_URL=smtp.url)
     add_dealer(session)
-    worker()
-    stop_redis()
+    process = start_worker(env, tmp_path / "worker.log")
     try:
-        for n in range(3):
-            started = time.monotonic()
-            sign_up(rq_app, email=f"person{n}@example.com")
-            assert time.monotonic() - started < 1  # the request path does not touch Redis
-        assert (
-            kinds_and_statuses(session)
-            == [("welcome_email", "pending"), ("dealer_email", "pending")] * 3
-        )
+        own_redis.stop()
+        try:
+            for n in range(3):
+                started = time.monotonic()
+                sign_up(app, email=f"person{n}@example.com")
+                assert time.monotonic() - started < 1  # the request path does not touch Redis
+            assert (
+                kinds_and_statuses(session)
+                == [("welcome_email", "pending"), ("dealer_email", "pending")] * 3
+            )
+        finally:
+            own_redis.start()
+        report = relay(app)
+        assert (report.enqueued, report.reclaimed) == (6, 0)
+        messages = smtp.wait_for(6, timeout=45)
+        redis = redis_client(own_redis.url)
+        wait_until(lambda: all_sent(session) and rq_is_idle(redis), 10, "the jobs to finish")
+        assert relay(app).enqueued == 0
     finally:
-        start_redis()
-    report = relay(rq_app)
-    assert (report.enqueued, report.reclaimed) == (6, 0)
-    messages = smtp.wait_for(6, timeout=45)
-    wait_until(lambda: all_sent(session) and rq_is_idle(redis), 10, "the jobs to finish")
-    assert relay(rq_app).enqueued == 0
+        stop_worker(process)
     assert sorted(m["To"] for m in messages if "person" in m["To"]) == [
         f"person{n}@example.com" for n in range(3)
     ]

@@ -101,6 +101,7 @@ def run_deployment(engine, env: dict[str, str], zips: list[str], logs: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_signups_through_haproxy_survive_killed_processes(
     postgres_url, redis, redis_url, smtp, webhook_receiver, tmp_path
 ):

@@ -62,6 +62,7 @@ def test_a_refused_hand_off_sends_nothing(smtp):
     assert smtp.received == []
 
 
+@pytest.mark.alone
 def test_the_final_dot_does_not_wait_for_the_text_to_be_acknowledged(smtp):
     """The message text and its final dot go in one write: a dot written on its own waits for
     the acknowledgement of the text (Nagle's algorithm against the server's delayed ACK, at
