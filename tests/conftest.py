@@ -5,9 +5,12 @@ fresh database per test session, migrated once; each test starts from a clean co
 When PostgreSQL is unreachable the PostgreSQL half fails in CI (CI=true) and is skipped, with the
 reason shown, on a developer machine without it.
 
-The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml; `-n 0` runs it in one).
-Each process has its own PostgreSQL database and Redis database. A test marked `alone` (load,
-timing, a large fill) runs while the other process waits between two tests (`_turn`).
+The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml; `-n 0` runs it in one),
+each with a Redis database of its own. Every test on PostgreSQL runs in the same process
+(`xdist_group`, below): the dealer feed and the consent ledger's sealing wait for every
+transaction of the server, whatever its database, so two processes writing to one server would
+hold back each other's leads and events. A test marked `alone` (load, timing, a large fill) runs
+while the other process waits between two tests (`_turn`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,23 @@ POSTGRES_ADMIN_URL = os.environ.get(
 #: Tables whose rows are reference data loaded once per test session.
 REFERENCE_TABLES = {"zip_codes", "alembic_version", "consent_texts"}
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+#: Fixtures that open the test PostgreSQL server.
+POSTGRES_FIXTURES = frozenset({"postgres_server", "postgres_url", "fresh_postgres_url"})
+
+
+def _on_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgresql" in callspec.params.values():
+        return True
+    return not POSTGRES_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _on_postgresql(item):
+            item.add_marker(pytest.mark.xdist_group("postgresql"))
 
 
 @pytest.fixture(autouse=True)

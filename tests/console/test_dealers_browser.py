@@ -82,7 +82,7 @@ def test_admin_creates_a_dealer_and_sees_it_on_the_map(
     assert float(dimmed) < 0.5
     shots += _shoot(page, tmp_path, "coverage")
     page.get_by_role("link", name="Show all dealers").click()
-    assert page.evaluate("getComputedStyle(document.querySelector('#area-LA1')).opacity") == "1"
+    expect(page.locator("#area-LA1")).to_have_css("opacity", "1")  # once the page is drawn
     expect(page.get_by_text("No unassigned ZIP")).to_be_visible()
     shots += _shoot(page, tmp_path, "coverage-all")
     page.get_by_role("link", name="Unassigned pool").click()
