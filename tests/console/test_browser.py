@@ -89,7 +89,7 @@ def test_dealer_main_path_and_walls(console_page, client, console_db, accounts, 
     assert [tuple(e) for e in entries] == [(accounts["ny"], "leads.acknowledge")]
 
 
-@pytest.mark.alone  # twice, in two processes, the ledger's page did not show the run started
+@pytest.mark.alone  # beside another process's tests, its ledger page twice showed no run (cause unknown)
 def test_compliance_main_path_and_csrf_refusal(console_page, client, console_db, accounts):
     page = console_page
     sign_up(client, console_db, "person@example.com")
