@@ -89,7 +89,8 @@ def test_dealer_main_path_and_walls(console_page, client, console_db, accounts, 
     assert [tuple(e) for e in entries] == [(accounts["ny"], "leads.acknowledge")]
 
 
-@pytest.mark.alone  # beside another process's tests, its ledger page twice showed no run (cause unknown)
+# Beside another process's tests its ledger page twice showed no run started (cause unknown).
+@pytest.mark.alone
 def test_compliance_main_path_and_csrf_refusal(console_page, client, console_db, accounts):
     page = console_page
     sign_up(client, console_db, "person@example.com")
