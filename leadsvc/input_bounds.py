@@ -37,13 +37,28 @@ def without_controls(value: str | None, limit: int) -> str | None:
     return CONTROL_CHARACTERS.sub("", value)[:limit] or None
 
 
-#: The OpenAPI patterns of `PlainText` (ECMA-262 and Python `re` read them alike): no control
-#: character anywhere, and for a field that may not be blank, at least one other than a space.
-#: Whitespace as Python's `str.strip()` and `\s` take it, spelled out: a validator or generator
-#: may read `\s` as ASCII only, or as another Unicode set.
+#: Whitespace as Python's `str.strip()` and `\s` take it, spelled out for OpenAPI patterns
+#: (ECMA-262 and Python `re` read them alike): a validator or generator may read `\s` as ASCII
+#: only, or as another Unicode set.
 WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NO_CONTROLS_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-SOME_TEXT_PATTERN = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{WHITESPACE}][^\x00-\x1f\x7f]*$"
+
+
+def text_shapes(controls: str) -> tuple[str, str]:
+    """The OpenAPI patterns of text without the characters of the class `controls`: (any such
+    text, such text with something besides whitespace)."""
+    return f"^[^{controls}]*$", f"^[^{controls}]*[^{controls}{WHITESPACE}][^{controls}]*$"
+
+
+def text_bounds(max_length: int, pattern: str, *, blank: bool, metadata: dict | None) -> dict:
+    """A text field's OpenAPI metadata: `maxLength`, `pattern`, `minLength` 1 unless a blank
+    value is allowed, then the field's own `metadata` (which wins)."""
+    bounds = {"maxLength": max_length, "pattern": pattern} | ({} if blank else {"minLength": 1})
+    return bounds | (metadata or {})
+
+
+#: The OpenAPI patterns of `PlainText`: no control character anywhere, and for a field that may
+#: not be blank, at least one other than a space.
+NO_CONTROLS_PATTERN, SOME_TEXT_PATTERN = text_shapes(r"\x00-\x1f\x7f")
 BLANK_MESSAGE = "Please fill this in."
 
 
@@ -72,14 +87,11 @@ class PlainText(fields.String):
         self.blank = blank
         self.pattern = re.compile(pattern) if pattern else None
         self.pattern_error = pattern_error
-        documented = {
-            "maxLength": max_length,
-            "pattern": pattern or (NO_CONTROLS_PATTERN if blank else SOME_TEXT_PATTERN),
-        }
-        if not blank:
-            documented["minLength"] = 1
-        metadata = kwargs.pop("metadata", None) or {}
-        super().__init__(metadata={**documented, **metadata}, **kwargs)
+        shape = pattern or (NO_CONTROLS_PATTERN if blank else SOME_TEXT_PATTERN)
+        metadata = text_bounds(
+            max_length, shape, blank=blank, metadata=kwargs.pop("metadata", None)
+        )
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)

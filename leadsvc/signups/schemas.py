@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from leadsvc.extensions import db
 from leadsvc.geo.directory import INVALID_ZIP, ZIP_SHAPE, parse_zip, zip_directory
-from leadsvc.input_bounds import WHITESPACE, any_case
+from leadsvc.input_bounds import WHITESPACE, any_case, text_bounds, text_shapes
 from leadsvc.leads.email_address import EMAIL_SHAPE, EmailChecker, InvalidEmail
 
 # The form's own words (the seed page's messages).
@@ -40,10 +40,8 @@ _CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _CONTROL_PATTERN = re.compile(f"[{_CONTROLS}\\ud800-\\udfff]")
 # The OpenAPI patterns of form text (ECMA-262; Python's `re` reads them alike). They leave out
 # the lone surrogates: no Unicode regex engine takes them in a pattern, and no valid text has them.
-#: No control character.
-ANY_TEXT_SHAPE = f"^[^{_CONTROLS}]*$"
-#: No control character, and something besides spaces.
-SOME_TEXT_SHAPE = f"^[^{_CONTROLS}]*[^{_CONTROLS}{WHITESPACE}][^{_CONTROLS}]*$"
+#: No control character; and no control character, with something besides spaces.
+ANY_TEXT_SHAPE, SOME_TEXT_SHAPE = text_shapes(_CONTROLS)
 #: A name: as form text, without `<`, `>` or `@`.
 NAME_SHAPE = f"^[^{_CONTROLS}<>@]*[^{_CONTROLS}<>@{WHITESPACE}][^{_CONTROLS}<>@]*$"
 #: A page URL (http or https, no spaces) or a form id, or nothing.
@@ -82,13 +80,12 @@ class TrimmedText(fields.String):
         self.blank_is_absent = blank_is_absent
         messages = {"required": REQUIRED, "null": REQUIRED, "invalid": invalid, "bad": invalid}
         messages.update(kwargs.pop("error_messages", {}))
-        documented = {
-            "maxLength": max_length,
-            "pattern": shape or (ANY_TEXT_SHAPE if blank_is_absent else SOME_TEXT_SHAPE),
-        }
-        if not blank_is_absent:
-            documented["minLength"] = 1
-        metadata = {**documented, **kwargs.pop("metadata", {})}
+        metadata = text_bounds(
+            max_length,
+            shape or (ANY_TEXT_SHAPE if blank_is_absent else SOME_TEXT_SHAPE),
+            blank=blank_is_absent,
+            metadata=kwargs.pop("metadata", None),
+        )
         super().__init__(error_messages=messages, metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
