@@ -103,7 +103,10 @@ class WebhookTarget:
 
 
 def _parts(url: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a bracket outside an IPv6 address ("Invalid IPv6 URL")
+        raise RefusedTarget("it is not an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedTarget("it is not an http(s) URL")
     try:

@@ -63,6 +63,13 @@ BAD_ROWS = [
         "webhook_url 'ftp://x' is not an http(s) URL",
     ),
     (
+        # A bracket outside an IPv6 address: the URL parser's own error, "Invalid IPv6 URL",
+        # used to come back instead of the reason.
+        dealer_line("BAD10", webhook_url="http://a]b/hook", webhook_secret="s" * 20),
+        "webhook_url 'http://a]b/hook' is not allowed: it is not an http(s) URL (webhooks go to "
+        "public addresses, or to networks listed in WEBHOOK_ALLOWED_NETWORKS)",
+    ),
+    (
         dealer_line("BAD7", "09001", state="AE"),
         "ZIP 09001 has no map position: give latitude and longitude",
     ),
