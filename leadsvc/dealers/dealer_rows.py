@@ -14,13 +14,13 @@ from leadsvc.input_bounds import WHITESPACE
 from leadsvc.leads.email_address import EmailChecker, InvalidEmail
 from leadsvc.webhook_targets import Network, RefusedTarget, check_webhook_url
 
-_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,31}$")
 _WEBHOOK_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
 # The shapes these checks accept, as OpenAPI patterns (ECMA-262; Python's `re` reads them alike).
 #: A dealer code in either case (codes are kept in upper case).
 CODE_SHAPE = r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"
+_CODE = re.compile(CODE_SHAPE)
 #: A phone number: the characters `_PHONE` allows, with at least 10 digits (and, narrower than
 #: the check, at most two separators before each of the first ten: a pattern that leaves
 #: lengths open costs a generator seconds to fit under maxLength).

@@ -64,37 +64,39 @@ def dealer_figures(
     by the database, a row per dealer (not a row per turn). The percentiles are the nearest
     rank, which is what PostgreSQL's `percentile_disc` computes."""
     count = sa.func.count
-    columns = [
-        count(),
-        count().filter(FollowUp.via == "reassignment"),
-        count().filter(FollowUp.reminded_at.is_not(None)),
-        count().filter(FollowUp.state == MOVED),
-        count().filter(_ANSWERED),
-        count().filter(_ANSWERED & (FollowUp.answer_seconds <= FollowUp.target_hours * 3600)),
-    ]
+    counted = {
+        "received": count(),
+        "answered": count().filter(_ANSWERED),
+        "answered_within_target": count().filter(
+            _ANSWERED & (FollowUp.answer_seconds <= FollowUp.target_hours * 3600)
+        ),
+        "reminded": count().filter(FollowUp.reminded_at.is_not(None)),
+        "moved_away": count().filter(FollowUp.state == MOVED),
+        "received_by_reassignment": count().filter(FollowUp.via == "reassignment"),
+    }
+    columns = [column.label(name) for name, column in counted.items()]
     on_postgresql = session.get_bind().dialect.name == "postgresql"
     if on_postgresql:
         columns += [
-            sa.func.percentile_disc(share).within_group(FollowUp.answer_seconds).filter(_ANSWERED)
-            for share in (0.5, 0.9)
+            sa.func.percentile_disc(share)
+            .within_group(FollowUp.answer_seconds)
+            .filter(_ANSWERED)
+            .label(name)
+            for name, share in (("median", 0.5), ("p90", 0.9))
         ]
     query = _scope(sa.select(FollowUp.dealer_id, *columns), dealer_ids, since)
-    rows = {row[0]: row[1:] for row in session.execute(query.group_by(FollowUp.dealer_id))}
+    rows = {row.dealer_id: row for row in session.execute(query.group_by(FollowUp.dealer_id))}
     percentiles = {} if on_postgresql else _sqlite_percentiles(session, dealer_ids, since)
     figures = {}
     for dealer_id in {*rows, *(dealer_ids or [])}:  # a dealer with no lead yet has zeros
-        values = rows.get(dealer_id, (0,) * 6 + (None, None))
-        median, p90 = values[6:] if on_postgresql else percentiles.get(dealer_id, (None, None))
-        figures[dealer_id] = {
-            "received": values[0],
-            "answered": values[4],
-            "answered_within_target": values[5],
-            "median_answer_hours": _hours(median),
-            "p90_answer_hours": _hours(p90),
-            "reminded": values[2],
-            "moved_away": values[3],
-            "received_by_reassignment": values[1],
-        }
+        row = rows.get(dealer_id)
+        if on_postgresql:
+            median, p90 = (row.median, row.p90) if row else (None, None)
+        else:
+            median, p90 = percentiles.get(dealer_id, (None, None))
+        values = {name: getattr(row, name) if row else 0 for name in counted}
+        values.update(median_answer_hours=_hours(median), p90_answer_hours=_hours(p90))
+        figures[dealer_id] = {name: values[name] for name in FIGURES}
     return figures
 
 
